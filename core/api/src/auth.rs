@@ -1,0 +1,124 @@
+//! Authentication and authorization traits.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use fogg_codec::{ProtocolVersion, QoS};
+
+use crate::BackendError;
+
+/// A three-way answer: backends in a chain say allow, deny, or pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny,
+    /// "Not mine": ask the next backend in the chain.
+    Next,
+}
+
+/// Who is connecting, as seen at CONNECT.
+#[derive(Debug, Clone)]
+pub struct ConnectInfo {
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<Bytes>,
+    /// The listener's tenant prefix ("" for none).
+    pub mountpoint: String,
+    pub peer: SocketAddr,
+    /// The listener's configured name.
+    pub listener: String,
+    pub protocol: ProtocolVersion,
+    pub clean_start: bool,
+}
+
+/// Checks credentials at CONNECT.
+pub trait Authenticator: Send + Sync + 'static {
+    fn authenticate(
+        &self,
+        info: &ConnectInfo,
+    ) -> impl Future<Output = Result<Decision, BackendError>> + Send;
+}
+
+/// The identity of an established session, for ACL checks.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub client_id: String,
+    pub username: Option<String>,
+    pub mountpoint: String,
+    pub peer: SocketAddr,
+    pub protocol: ProtocolVersion,
+}
+
+/// A PUBLISH to check (topic without the mountpoint).
+#[derive(Debug, Clone)]
+pub struct PublishRequest<'a> {
+    pub topic: &'a str,
+    pub qos: QoS,
+    pub retain: bool,
+    pub payload_len: usize,
+}
+
+/// One SUBSCRIBE filter to check (without the mountpoint).
+#[derive(Debug, Clone)]
+pub struct SubscribeRequest<'a> {
+    pub filter: &'a str,
+    pub qos: QoS,
+}
+
+/// Decides what an authenticated client may publish and subscribe to.
+pub trait Authorizer: Send + Sync + 'static {
+    fn authorize_publish(
+        &self,
+        client: &ClientInfo,
+        request: &PublishRequest<'_>,
+    ) -> impl Future<Output = Result<Decision, BackendError>> + Send;
+
+    fn authorize_subscribe(
+        &self,
+        client: &ClientInfo,
+        request: &SubscribeRequest<'_>,
+    ) -> impl Future<Output = Result<Decision, BackendError>> + Send;
+}
+
+/// One round of MQTT 5 enhanced authentication (AUTH packets, spec 4.12).
+#[derive(Debug, Clone)]
+pub struct EnhancedAuthContext {
+    pub client_id: String,
+    pub username: Option<String>,
+    pub mountpoint: String,
+    pub method: String,
+    /// 0 for the data carried by CONNECT (or the AUTH 0x19 starting a
+    /// re-authentication), then 1, 2, ... for each AUTH 0x18 from the client.
+    pub round: u32,
+    /// Whether this exchange re-authenticates an established connection.
+    pub reauthenticate: bool,
+    /// Whatever the backend returned as `state` in the previous round.
+    pub state: Option<Bytes>,
+}
+
+/// The outcome of one enhanced-authentication round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthStep {
+    /// Send AUTH 0x18 with `data`; keep `state` for the next round.
+    Continue {
+        data: Option<Bytes>,
+        state: Option<Bytes>,
+    },
+    /// Authentication succeeded; `data` goes into CONNACK / AUTH 0x00.
+    Success { data: Option<Bytes> },
+    /// Authentication failed (CONNACK 0x86 / DISCONNECT 0x87).
+    Failure,
+}
+
+/// Serves one or more MQTT 5 authentication methods.
+pub trait EnhancedAuthenticator: Send + Sync + 'static {
+    /// The methods this backend serves; others get 0x8C Bad authentication method.
+    fn methods(&self) -> Vec<String>;
+
+    fn auth_step(
+        &self,
+        context: &EnhancedAuthContext,
+        data: Option<Bytes>,
+    ) -> impl Future<Output = Result<AuthStep, BackendError>> + Send;
+}

@@ -1,0 +1,498 @@
+//! Handling of every packet a connected client may send.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fogg_api::{AuthStep, EnhancedAuthContext, PublishRequest, SubscribeRequest};
+use fogg_codec::{
+    Auth, Packet, Properties, PubAck, Publish, QoS, ReasonCode, RetainHandling, SubAck,
+    Subscribe, UnsubAck, Unsubscribe, topic,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Client, Close, Connection};
+use crate::message::{Delivery, Message};
+use crate::metrics::Metrics;
+use crate::session::InflightStage;
+use crate::topics::parse_filter;
+
+fn violation(reason: ReasonCode, why: impl Into<String>) -> Option<Close> {
+    Some(Close::Server(reason, why.into()))
+}
+
+impl<S> Connection<S>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    pub(super) async fn handle(&mut self, client: &mut Client, packet: Packet) -> Option<Close> {
+        match packet {
+            Packet::Publish(publish) => self.on_publish(client, publish).await,
+            Packet::PubAck(ack) => {
+                let mut state = client.session.state.lock();
+                if !state.complete(ack.packet_id, InflightStage::AwaitPubAck) {
+                    tracing::debug!(packet_id = ack.packet_id, "PUBACK for an unknown packet id");
+                }
+                None
+            }
+            Packet::PubRec(rec) => {
+                let known = {
+                    let mut state = client.session.state.lock();
+                    if rec.reason.is_error() {
+                        state.abandon(rec.packet_id);
+                        return None;
+                    }
+                    state.received(rec.packet_id)
+                };
+                let mut rel = PubAck::new(rec.packet_id);
+                if !known {
+                    rel.reason = ReasonCode::PacketIdentifierNotFound;
+                }
+                self.send(&Packet::PubRel(rel));
+                None
+            }
+            Packet::PubComp(comp) => {
+                let mut state = client.session.state.lock();
+                if !state.complete(comp.packet_id, InflightStage::AwaitPubComp) {
+                    tracing::debug!(packet_id = comp.packet_id, "PUBCOMP for an unknown packet id");
+                }
+                None
+            }
+            Packet::PubRel(rel) => {
+                let known = client.session.state.lock().incoming_qos2.remove(&rel.packet_id);
+                let mut comp = PubAck::new(rel.packet_id);
+                if !known {
+                    comp.reason = ReasonCode::PacketIdentifierNotFound;
+                }
+                self.send(&Packet::PubComp(comp));
+                None
+            }
+            Packet::Subscribe(subscribe) => self.on_subscribe(client, subscribe).await,
+            Packet::Unsubscribe(unsubscribe) => {
+                self.on_unsubscribe(client, unsubscribe);
+                None
+            }
+            Packet::PingReq => {
+                self.send(&Packet::PingResp);
+                None
+            }
+            Packet::Disconnect(disconnect) => {
+                if let Some(expiry) = disconnect.properties.session_expiry_interval {
+                    if client.session_expiry == 0 && expiry != 0 {
+                        return violation(
+                            ReasonCode::ProtocolError,
+                            "[MQTT-3.14.2-2] session expiry cannot be set at DISCONNECT when CONNECT had 0",
+                        );
+                    }
+                    client.session_expiry = self.cap_expiry(expiry);
+                }
+                if disconnect.reason == ReasonCode::DisconnectWithWill {
+                    Some(Close::NormalWithWill)
+                } else {
+                    Some(Close::Normal)
+                }
+            }
+            Packet::Auth(auth) => self.on_auth(client, auth).await,
+            Packet::Connect(_) => violation(
+                ReasonCode::ProtocolError,
+                "[MQTT-3.1.0-2] a second CONNECT is a protocol violation",
+            ),
+            other @ (Packet::ConnAck(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_)
+            | Packet::PingResp) => violation(
+                ReasonCode::ProtocolError,
+                format!("{} is sent by servers only", other.name()),
+            ),
+        }
+    }
+
+    fn cap_expiry(&self, expiry: u32) -> u32 {
+        let max = self.broker.settings.max_session_expiry;
+        if max > 0 { expiry.min(max) } else { expiry }
+    }
+
+    async fn on_publish(&mut self, client: &mut Client, mut publish: Publish) -> Option<Close> {
+        Metrics::add(&self.broker.metrics.publish_received, 1);
+        let v5 = self.version.is_v5();
+
+        // Topic alias (MQTT 5, spec 3.3.2.3.4).
+        if let Some(alias) = publish.properties.topic_alias.take() {
+            let max = self.broker.settings.topic_alias_maximum;
+            if alias == 0 || alias > max {
+                return violation(
+                    ReasonCode::TopicAliasInvalid,
+                    format!("[MQTT-3.3.2-9] topic alias {alias} outside 1..={max}"),
+                );
+            }
+            if publish.topic.is_empty() {
+                match client.inbound_aliases.get(&alias) {
+                    Some(topic) => publish.topic = topic.clone(),
+                    None => {
+                        return violation(
+                            ReasonCode::ProtocolError,
+                            format!("spec 3.3.2.3.4: topic alias {alias} was never set"),
+                        );
+                    }
+                }
+            } else {
+                client.inbound_aliases.insert(alias, publish.topic.clone());
+            }
+        }
+        if publish.topic.is_empty() {
+            return violation(
+                ReasonCode::ProtocolError,
+                "[MQTT-3.3.2-1] empty topic name without a topic alias",
+            );
+        }
+        if let Err(e) = topic::validate_topic_name(&publish.topic) {
+            return violation(ReasonCode::TopicNameInvalid, format!("{} {}", e.rule, e.detail));
+        }
+        if publish.topic.split('/').count() > self.broker.settings.max_topic_levels {
+            return violation(
+                ReasonCode::TopicNameInvalid,
+                format!(
+                    "topic deeper than max_topic_levels ({})",
+                    self.broker.settings.max_topic_levels
+                ),
+            );
+        }
+        if publish.retain && !self.broker.settings.retain_available {
+            return violation(
+                ReasonCode::RetainNotSupported,
+                "[MQTT-3.3.1-8] retain is not available on this server",
+            );
+        }
+        let packet_id = publish.packet_id.unwrap_or(0);
+
+        // Exactly once: a PUBLISH repeated before PUBREL is not routed again.
+        if publish.qos == QoS::ExactlyOnce {
+            let state = client.session.state.lock();
+            if state.incoming_qos2.contains(&packet_id) {
+                drop(state);
+                self.send(&Packet::PubRec(PubAck::new(packet_id)));
+                return None;
+            }
+            if state.incoming_qos2.len() >= usize::from(self.broker.settings.receive_maximum) {
+                return violation(
+                    ReasonCode::ReceiveMaximumExceeded,
+                    format!(
+                        "[MQTT-3.3.4-9] more than {} unacknowledged QoS 2 PUBLISHes",
+                        self.broker.settings.receive_maximum
+                    ),
+                );
+            }
+        }
+
+        let reason = match self.publish_reason(client, &publish).await {
+            Ok(reason) => reason,
+            Err(close) => return Some(close),
+        };
+        // MQTT 3.x cannot carry a refusal: the message is dropped, yet
+        // acknowledged so the client does not resend it forever.
+        let ack_reason = if v5 { reason } else { ReasonCode::Success };
+        match publish.qos {
+            QoS::AtMostOnce => None,
+            QoS::AtLeastOnce => {
+                self.send_ack(Packet::PubAck, packet_id, ack_reason);
+                None
+            }
+            QoS::ExactlyOnce => {
+                if !reason.is_error() {
+                    client.session.state.lock().incoming_qos2.insert(packet_id);
+                }
+                self.send_ack(Packet::PubRec, packet_id, ack_reason);
+                None
+            }
+        }
+    }
+
+    /// Check and route one PUBLISH; the reason code for its acknowledgement.
+    async fn publish_reason(
+        &mut self,
+        client: &mut Client,
+        publish: &Publish,
+    ) -> Result<ReasonCode, Close> {
+        if publish.properties.payload_format_indicator == Some(1)
+            && std::str::from_utf8(&publish.payload).is_err()
+        {
+            if publish.qos == QoS::AtMostOnce && self.version.is_v5() {
+                return Err(Close::Server(
+                    ReasonCode::PayloadFormatInvalid,
+                    "spec 3.3.2.3.2: payload is not UTF-8 although the format indicator says so".to_owned(),
+                ));
+            }
+            return Ok(ReasonCode::PayloadFormatInvalid);
+        }
+        if !self.may_publish(client, publish).await {
+            tracing::debug!(topic = %publish.topic, "PUBLISH not authorized");
+            return Ok(ReasonCode::NotAuthorized);
+        }
+        let mut properties = publish.properties.clone();
+        properties.topic_alias = None;
+        properties.subscription_identifiers.clear();
+        let expires_at = properties
+            .message_expiry_interval
+            .map(|secs| Instant::now() + Duration::from_secs(u64::from(secs)));
+        let message = Arc::new(Message {
+            topic: publish.topic.clone(),
+            payload: publish.payload.clone(),
+            qos: publish.qos,
+            retain: publish.retain,
+            properties,
+            expires_at,
+            origin: client.session.id,
+        });
+        match self.broker.publish(&client.info.mountpoint, message).await {
+            Ok(0) => Ok(ReasonCode::NoMatchingSubscribers),
+            Ok(_) => Ok(ReasonCode::Success),
+            Err(e) => {
+                tracing::warn!(error = %e, "retained store failed");
+                Ok(ReasonCode::ImplementationSpecificError)
+            }
+        }
+    }
+
+    async fn may_publish(&mut self, client: &mut Client, publish: &Publish) -> bool {
+        if let Some(allowed) = client.publish_acl.get(&publish.topic) {
+            return *allowed;
+        }
+        let request = PublishRequest {
+            topic: &publish.topic,
+            qos: publish.qos,
+            retain: publish.retain,
+            payload_len: publish.payload.len(),
+        };
+        match self
+            .broker
+            .acl
+            .check_publish(&self.broker.services.chain, &client.info, &request)
+            .await
+        {
+            Ok(allowed) => {
+                // Bounded so a client cycling through topics cannot grow it forever.
+                if client.publish_acl.len() >= 1024 {
+                    client.publish_acl.clear();
+                }
+                client.publish_acl.insert(publish.topic.clone(), allowed);
+                allowed
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "ACL backend failed; denying");
+                false
+            }
+        }
+    }
+
+    fn send_ack(&mut self, kind: fn(PubAck) -> Packet, packet_id: u16, reason: ReasonCode) {
+        let ack = PubAck {
+            packet_id,
+            reason,
+            properties: Properties::default(),
+        };
+        self.send(&kind(ack));
+    }
+
+    async fn on_subscribe(&mut self, client: &mut Client, subscribe: Subscribe) -> Option<Close> {
+        let identifier = subscribe.properties.subscription_identifiers.first().copied();
+        let mut reasons = Vec::with_capacity(subscribe.filters.len());
+        let mut retained: Vec<Delivery> = Vec::new();
+        for entry in &subscribe.filters {
+            let parsed = match parse_filter(&entry.filter) {
+                Ok(parsed) => parsed,
+                Err(rule) => {
+                    tracing::debug!(filter = %entry.filter, rule, "invalid shared subscription");
+                    reasons.push(ReasonCode::TopicFilterInvalid);
+                    continue;
+                }
+            };
+            if topic::validate_topic_filter(parsed.filter).is_err()
+                || parsed.filter.split('/').count() > self.broker.settings.max_topic_levels
+            {
+                reasons.push(ReasonCode::TopicFilterInvalid);
+                continue;
+            }
+            if parsed.group.is_some() && entry.options.no_local {
+                return violation(
+                    ReasonCode::ProtocolError,
+                    "[MQTT-3.8.3-4] No Local on a shared subscription",
+                );
+            }
+            let request = SubscribeRequest {
+                filter: &entry.filter,
+                qos: entry.options.qos,
+            };
+            let allowed = match self
+                .broker
+                .acl
+                .check_subscribe(&self.broker.services.chain, &client.info, &request)
+                .await
+            {
+                Ok(allowed) => allowed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "ACL backend failed; refusing subscription");
+                    reasons.push(ReasonCode::ImplementationSpecificError);
+                    continue;
+                }
+            };
+            if !allowed {
+                reasons.push(ReasonCode::NotAuthorized);
+                continue;
+            }
+            let existed = self.broker.add_subscription(
+                &client.session,
+                &entry.filter,
+                &parsed,
+                entry.options,
+                identifier,
+            );
+            reasons.push(ReasonCode::granted(entry.options.qos));
+            // Retained messages are not sent to shared subscriptions.
+            let send_retained = parsed.group.is_none()
+                && match entry.options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendIfNew => !existed,
+                    RetainHandling::DoNotSend => false,
+                };
+            if send_retained {
+                for message in self
+                    .broker
+                    .retained
+                    .matches(&client.info.mountpoint, parsed.filter)
+                {
+                    retained.push(Delivery {
+                        qos: message.qos.min(entry.options.qos),
+                        message,
+                        retain: true,
+                        subscription_ids: identifier.into_iter().collect(),
+                        shared: None,
+                    });
+                }
+            }
+        }
+        self.send(&Packet::SubAck(SubAck {
+            packet_id: subscribe.packet_id,
+            reasons,
+            properties: Properties::default(),
+        }));
+        // After the SUBACK, so it reaches the client first.
+        let limits = self.broker.queue_limits();
+        for delivery in retained {
+            client.session.enqueue(delivery, &limits);
+        }
+        if client.session_expiry > 0 {
+            crate::lifecycle::persist(&self.broker, &client.session).await;
+        }
+        None
+    }
+
+    fn on_unsubscribe(&mut self, client: &mut Client, unsubscribe: Unsubscribe) {
+        let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
+        for raw in &unsubscribe.filters {
+            let existed = match parse_filter(raw) {
+                Ok(parsed) => {
+                    let removed = self.broker.topics.unsubscribe(
+                        &client.info.mountpoint,
+                        &parsed,
+                        client.session.id,
+                    );
+                    client.session.state.lock().subscriptions.remove(raw.as_str());
+                    removed
+                }
+                Err(_) => false,
+            };
+            reasons.push(if existed {
+                ReasonCode::Success
+            } else {
+                ReasonCode::NoSubscriptionExisted
+            });
+        }
+        self.send(&Packet::UnsubAck(UnsubAck {
+            packet_id: unsubscribe.packet_id,
+            reasons,
+            properties: Properties::default(),
+        }));
+    }
+
+    /// AUTH after CONNECT: re-authentication (spec 4.12.1), one round per packet.
+    async fn on_auth(&mut self, client: &mut Client, auth: Auth) -> Option<Close> {
+        let Some(method) = client.auth_method.clone() else {
+            return violation(
+                ReasonCode::ProtocolError,
+                "[MQTT-4.12.0-7] AUTH without an authentication method in CONNECT",
+            );
+        };
+        if auth.properties.authentication_method.as_deref() != Some(method.as_str()) {
+            return violation(
+                ReasonCode::ProtocolError,
+                "[MQTT-4.12.1-1] re-authentication must use the CONNECT's method",
+            );
+        }
+        let mut context = match (auth.reason, client.reauth.take()) {
+            (ReasonCode::ReAuthenticate, None) => EnhancedAuthContext {
+                client_id: client.info.client_id.clone(),
+                username: client.info.username.clone(),
+                mountpoint: client.info.mountpoint.clone(),
+                method: method.clone(),
+                round: 0,
+                reauthenticate: true,
+                state: None,
+            },
+            (ReasonCode::ContinueAuthentication, Some(mut context)) => {
+                context.round += 1;
+                context
+            }
+            (reason, _) => {
+                return violation(
+                    ReasonCode::ProtocolError,
+                    format!("spec 4.12.1: unexpected AUTH {reason} in this state"),
+                );
+            }
+        };
+        let Some(backend) = self
+            .broker
+            .services
+            .enhanced
+            .iter()
+            .find(|b| b.methods().iter().any(|m| *m == method))
+            .cloned()
+        else {
+            return violation(
+                ReasonCode::BadAuthenticationMethod,
+                format!("authentication method `{method}` is no longer served"),
+            );
+        };
+        let step = match backend
+            .auth_step(&context, auth.properties.authentication_data)
+            .await
+        {
+            Ok(step) => step,
+            Err(e) => {
+                tracing::warn!(error = %e, "re-authentication backend failed");
+                return violation(
+                    ReasonCode::ImplementationSpecificError,
+                    "authentication backend unavailable",
+                );
+            }
+        };
+        let (reason, data) = match step {
+            AuthStep::Success { data } => (ReasonCode::Success, data),
+            AuthStep::Continue { data, state } => {
+                context.state = state;
+                client.reauth = Some(context);
+                (ReasonCode::ContinueAuthentication, data)
+            }
+            AuthStep::Failure => {
+                return violation(ReasonCode::NotAuthorized, "re-authentication failed");
+            }
+        };
+        self.send(&Packet::Auth(Auth {
+            reason,
+            properties: Properties {
+                authentication_method: Some(method),
+                authentication_data: data,
+                ..Properties::default()
+            },
+        }));
+        None
+    }
+}

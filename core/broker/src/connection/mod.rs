@@ -1,0 +1,345 @@
+//! One client connection: a single task that reads, decodes and handles
+//! packets, and writes whatever its session has queued.
+//!
+//! Reading and writing share one `select!` loop so a client that stops reading
+//! cannot deadlock a broker that is also waiting to read from it, and an idle
+//! connection costs one small task and two nearly empty buffers.
+
+mod handshake;
+mod inbound;
+mod outbound;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use fogg_api::ClientInfo;
+use fogg_codec::{Disconnect, Packet, Properties, ProtocolVersion, ReasonCode, Will};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::metrics::Metrics;
+use crate::session::{Kick, Session};
+use crate::state::BrokerState;
+
+/// Stop reading from a client whose unsent output has grown past this: it is
+/// not reading what we send (TCP back-pressure does the rest).
+const PAUSE_READ_AT: usize = 1024 * 1024;
+/// Stop moving queued messages into the write buffer past this.
+const FILL_LIMIT: usize = 64 * 1024;
+/// Buffers larger than this are released once empty, so idle connections stay small.
+const KEEP_BUFFER: usize = 16 * 1024;
+/// Smallest read: large enough for typical packets, small enough for idle memory.
+const READ_CHUNK: usize = 1024;
+
+/// What a listener tells its connections.
+#[derive(Debug)]
+pub(crate) struct ListenerInfo {
+    pub name: String,
+    pub mountpoint: String,
+}
+
+/// Why the main loop ended; decides the will and the last packet sent.
+#[derive(Debug)]
+pub(crate) enum Close {
+    /// DISCONNECT 0x00 from the client: no will.
+    Normal,
+    /// DISCONNECT 0x04 from the client: publish the will.
+    NormalWithWill,
+    /// The socket closed or failed without DISCONNECT.
+    Lost,
+    /// The server ends the connection with this reason (MQTT 5 DISCONNECT).
+    Server(ReasonCode, String),
+    /// Someone else ended it.
+    Kicked(Kick),
+}
+
+/// Per-connection state after a successful CONNECT.
+pub(crate) struct Client {
+    pub session: Arc<Session>,
+    pub generation: u64,
+    pub info: ClientInfo,
+    pub keep_alive: Duration,
+    pub will: Option<Will>,
+    /// Session Expiry Interval as currently in force.
+    pub session_expiry: u32,
+    /// The client's Maximum Packet Size (we never send larger).
+    pub max_packet_size: u32,
+    /// The client's Topic Alias Maximum (aliases we may use towards it).
+    pub client_alias_max: u16,
+    /// Aliases the client set up for its PUBLISHes.
+    pub inbound_aliases: HashMap<u16, String>,
+    /// Aliases we set up towards the client.
+    pub outbound_aliases: HashMap<String, u16>,
+    /// Enhanced authentication method of this connection, if any.
+    pub auth_method: Option<String>,
+    pub kick: oneshot::Receiver<Kick>,
+    /// A re-authentication in progress.
+    pub reauth: Option<fogg_api::EnhancedAuthContext>,
+    /// ACL answers for this session, so a PUBLISH never waits on a backend twice.
+    pub publish_acl: HashMap<String, bool>,
+}
+
+pub(crate) struct Connection<S> {
+    pub broker: Arc<BrokerState>,
+    pub listener: Arc<ListenerInfo>,
+    pub peer: SocketAddr,
+    reader: ReadHalf<S>,
+    writer: WriteHalf<S>,
+    pub rbuf: BytesMut,
+    pub wbuf: BytesMut,
+    pub version: ProtocolVersion,
+    pub last_read: Instant,
+}
+
+/// Serve one accepted connection until it ends.
+pub(crate) async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    listener: Arc<ListenerInfo>,
+    broker: Arc<BrokerState>,
+    over_limit: bool,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (reader, writer) = tokio::io::split(stream);
+    let mut conn = Connection {
+        broker,
+        listener,
+        peer,
+        reader,
+        writer,
+        rbuf: BytesMut::new(),
+        wbuf: BytesMut::new(),
+        version: ProtocolVersion::V3_1_1,
+        last_read: Instant::now(),
+    };
+    let span = tracing::info_span!("conn", peer = %peer, client_id = tracing::field::Empty);
+    async move {
+        match conn.handshake(over_limit).await {
+            Some(client) => conn.run(client).await,
+            None => {
+                let _ = conn.flush().await;
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+impl<S> Connection<S>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    /// Read until one packet is decoded. `None` on EOF.
+    pub(crate) async fn read_packet(&mut self) -> Result<Option<Packet>, ReadError> {
+        loop {
+            match fogg_codec::decode(
+                &mut self.rbuf,
+                self.version,
+                self.broker.settings.max_packet_size,
+            ) {
+                Ok(Some(packet)) => return Ok(Some(packet)),
+                Ok(None) => {}
+                Err(e) => return Err(ReadError::Decode(e)),
+            }
+            if !self.fill_read_buffer().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// One read from the socket into `rbuf`. Returns false on EOF.
+    async fn fill_read_buffer(&mut self) -> Result<bool, ReadError> {
+        self.rbuf.reserve(READ_CHUNK);
+        let n = self.reader.read_buf(&mut self.rbuf).await.map_err(ReadError::Io)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.last_read = Instant::now();
+        Metrics::add(&self.broker.metrics.bytes_received, n as u64);
+        Ok(true)
+    }
+
+    /// Encode a packet into the write buffer.
+    pub(crate) fn send(&mut self, packet: &Packet) {
+        if let Err(e) = fogg_codec::encode(packet, self.version, &mut self.wbuf) {
+            tracing::warn!(packet = packet.name(), error = %e, "could not encode packet");
+            return;
+        }
+        Metrics::add(&self.broker.metrics.messages_sent, 1);
+    }
+
+    /// Write out everything buffered.
+    pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
+        while !self.wbuf.is_empty() {
+            let n = self.writer.write(&self.wbuf).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            self.wbuf.advance(n);
+            Metrics::add(&self.broker.metrics.bytes_sent, n as u64);
+        }
+        self.writer.flush().await?;
+        self.release_buffers();
+        Ok(())
+    }
+
+    fn release_buffers(&mut self) {
+        if self.wbuf.is_empty() && self.wbuf.capacity() > KEEP_BUFFER {
+            self.wbuf = BytesMut::new();
+        }
+        if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_BUFFER {
+            self.rbuf = BytesMut::new();
+        }
+    }
+
+    /// Queue a DISCONNECT with a reason (MQTT 5 only; older versions just close).
+    pub(crate) fn send_disconnect(&mut self, reason: ReasonCode, why: &str) {
+        if self.version.is_v5() {
+            let properties = Properties {
+                reason_string: (!why.is_empty()).then(|| why.to_owned()),
+                ..Properties::default()
+            };
+            self.send(&Packet::Disconnect(Disconnect { reason, properties }));
+        }
+    }
+
+    /// The connected phase.
+    async fn run(&mut self, mut client: Client) {
+        let mut shutdown = self.broker.shutdown.clone();
+        self.resume_inflight(&mut client);
+        self.fill_outgoing(&mut client);
+        let close = loop {
+            let want_read = self.wbuf.len() < PAUSE_READ_AT;
+            if want_read {
+                self.rbuf.reserve(READ_CHUNK);
+            }
+            let keepalive_deadline = (!client.keep_alive.is_zero())
+                .then(|| self.last_read + client.keep_alive.mul_f32(1.5));
+            tokio::select! {
+                biased;
+                kick = &mut client.kick => {
+                    break Close::Kicked(kick.unwrap_or(Kick::TakenOver));
+                }
+                _ = shutdown.changed() => {
+                    break Close::Kicked(Kick::ShuttingDown);
+                }
+                res = self.writer.write(&self.wbuf), if !self.wbuf.is_empty() => {
+                    match res {
+                        Ok(0) | Err(_) => break Close::Lost,
+                        Ok(n) => {
+                            self.wbuf.advance(n);
+                            Metrics::add(&self.broker.metrics.bytes_sent, n as u64);
+                            if self.wbuf.is_empty() {
+                                self.release_buffers();
+                                self.fill_outgoing(&mut client);
+                            }
+                        }
+                    }
+                }
+                res = self.reader.read_buf(&mut self.rbuf), if want_read => {
+                    match res {
+                        Ok(0) => break Close::Lost,
+                        Ok(n) => {
+                            self.last_read = Instant::now();
+                            Metrics::add(&self.broker.metrics.bytes_received, n as u64);
+                            if let Some(close) = self.process_input(&mut client).await {
+                                break close;
+                            }
+                            self.fill_outgoing(&mut client);
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "read failed");
+                            break Close::Lost;
+                        }
+                    }
+                }
+                _ = client.session.wake.notified(), if self.wbuf.len() < FILL_LIMIT => {
+                    self.fill_outgoing(&mut client);
+                }
+                _ = sleep_until_opt(keepalive_deadline) => {
+                    break Close::Server(
+                        ReasonCode::KeepAliveTimeout,
+                        "[MQTT-3.1.2-22] no packet within 1.5 times the keep alive".to_owned(),
+                    );
+                }
+            }
+        };
+        self.finish(client, close).await;
+    }
+
+    /// Decode and handle every complete packet in the read buffer.
+    async fn process_input(&mut self, client: &mut Client) -> Option<Close> {
+        loop {
+            match fogg_codec::decode(
+                &mut self.rbuf,
+                self.version,
+                self.broker.settings.max_packet_size,
+            ) {
+                Ok(Some(packet)) => {
+                    Metrics::add(&self.broker.metrics.messages_received, 1);
+                    if let Some(close) = self.handle(client, packet).await {
+                        return Some(close);
+                    }
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::info!(rule = e.rule, detail = %e.detail, reason = %e.reason, "protocol violation");
+                    return Some(Close::Server(e.reason, format!("{} {}", e.rule, e.detail)));
+                }
+            }
+        }
+    }
+
+    /// Send the last words, release the session, publish the will if due.
+    async fn finish(&mut self, client: Client, close: Close) {
+        let publish_will = match &close {
+            Close::Normal => false,
+            Close::NormalWithWill | Close::Lost | Close::Server(..) => true,
+            Close::Kicked(Kick::TakenOver) => true,
+            // A broker going down cleanly is not the client's fault, but its
+            // peers still learn it is gone, as with any lost connection.
+            Close::Kicked(Kick::ShuttingDown) => true,
+        };
+        match &close {
+            Close::Server(reason, why) => {
+                tracing::info!(reason = %reason, why = %why, "closing connection");
+                self.send_disconnect(*reason, why);
+            }
+            Close::Kicked(Kick::TakenOver) => {
+                tracing::info!("session taken over by a new connection");
+                self.send_disconnect(ReasonCode::SessionTakenOver, "another connection took over this client id");
+            }
+            Close::Kicked(Kick::ShuttingDown) => {
+                self.send_disconnect(ReasonCode::ServerShuttingDown, "server shutting down");
+            }
+            Close::Lost => tracing::debug!("connection lost"),
+            Close::Normal | Close::NormalWithWill => tracing::debug!("client disconnected"),
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
+        let _ = self.writer.shutdown().await;
+        Metrics::sub(&self.broker.metrics.clients_connected, 1);
+        crate::lifecycle::detach(&self.broker, client, publish_will).await;
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Failure while reading a packet.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadError {
+    #[error("socket: {0}")]
+    Io(std::io::Error),
+    #[error("{0}")]
+    Decode(fogg_codec::DecodeError),
+}

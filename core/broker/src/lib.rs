@@ -1,0 +1,159 @@
+//! fogg-broker: the MQTT broker core.
+//!
+//! Listeners accept connections; each connection runs one task that decodes
+//! packets, routes PUBLISHes through the [topic index](topics) straight into
+//! the subscribers' bounded session queues, and writes what its own session
+//! has queued. There is no central router task: publishing connections route
+//! their own messages, so throughput scales with cores.
+
+pub mod config;
+
+mod acl;
+mod connection;
+mod lifecycle;
+mod listener;
+mod message;
+mod metrics;
+mod retain;
+mod services;
+mod session;
+mod state;
+mod sys;
+mod topics;
+
+pub use config::Config;
+pub use services::{ChainLink, Services};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+use crate::acl::Acl;
+use crate::connection::ListenerInfo;
+use crate::listener::{AcceptLoop, ConnectionCount};
+use crate::state::BrokerState;
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("listeners[{index}] ({name}): cannot bind {addr}: {source}")]
+    Bind {
+        index: usize,
+        name: String,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("listeners[{index}] ({name}): kind `{kind}` (or proxy_protocol) is not supported yet")]
+    UnsupportedListener {
+        index: usize,
+        name: String,
+        kind: config::ListenerKind,
+    },
+    #[error("loading {what} from storage: {source}")]
+    Storage {
+        what: &'static str,
+        #[source]
+        source: fogg_api::BackendError,
+    },
+}
+
+/// A started broker.
+pub struct RunningBroker {
+    addrs: Vec<(String, SocketAddr)>,
+    shutdown: watch::Sender<bool>,
+    tracker: TaskTracker,
+    state: Arc<BrokerState>,
+}
+
+impl RunningBroker {
+    /// Each listener's name and the address it is bound to (useful with port 0).
+    pub fn local_addrs(&self) -> &[(String, SocketAddr)] {
+        &self.addrs
+    }
+
+    /// Stop accepting, disconnect clients (MQTT 5: DISCONNECT 0x8B), persist
+    /// what must outlive the process, and return.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        self.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; stopping anyway");
+        }
+        let sessions: Vec<_> = self.state.sessions.lock().values().cloned().collect();
+        for session in sessions {
+            if session.state.lock().expiry_interval > 0 {
+                lifecycle::persist(&self.state, &session).await;
+            }
+        }
+        tracing::info!("broker stopped");
+    }
+}
+
+/// How long shutdown waits for connections to say goodbye.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Bind every listener and start serving.
+pub async fn start(config: Config, services: Services) -> Result<RunningBroker, StartError> {
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let state = Arc::new(BrokerState::new(
+        config.broker,
+        Acl::new(config.acl.rules),
+        config.auth.allow_anonymous,
+        services,
+        shutdown_rx.clone(),
+    ));
+    lifecycle::restore(&state).await?;
+
+    let tracker = TaskTracker::new();
+    let global = Arc::new(ConnectionCount::default());
+    let mut addrs = Vec::new();
+    let mut loops = Vec::new();
+    for (index, lc) in config.listeners.iter().enumerate() {
+        if lc.kind != config::ListenerKind::Tcp || lc.proxy_protocol {
+            return Err(StartError::UnsupportedListener {
+                index,
+                name: lc.name.clone(),
+                kind: lc.kind,
+            });
+        }
+        let listener = listener::bind(lc.bind).await.map_err(|source| StartError::Bind {
+            index,
+            name: lc.name.clone(),
+            addr: lc.bind,
+            source,
+        })?;
+        let local = listener.local_addr().unwrap_or(lc.bind);
+        tracing::info!(listener = %lc.name, addr = %local, "listening");
+        addrs.push((lc.name.clone(), local));
+        loops.push(AcceptLoop {
+            listener,
+            info: Arc::new(ListenerInfo {
+                name: lc.name.clone(),
+                mountpoint: lc.mountpoint.clone(),
+            }),
+            broker: state.clone(),
+            global: global.clone(),
+            local: Arc::new(ConnectionCount::default()),
+            max_local: lc.max_connections,
+            tracker: tracker.clone(),
+            shutdown: shutdown_rx.clone(),
+        });
+    }
+    for accept in loops {
+        tokio::spawn(accept.run());
+    }
+    tokio::spawn(sys::run(state.clone(), shutdown_rx));
+    Ok(RunningBroker {
+        addrs,
+        shutdown: shutdown_tx,
+        tracker,
+        state,
+    })
+}

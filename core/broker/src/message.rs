@@ -1,0 +1,98 @@
+//! Application messages as they travel through the broker.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use fogg_api::StoredMessage;
+use fogg_codec::{Properties, QoS};
+
+/// One published message, shared (`Arc`) by every queue it is routed to, so
+/// fan-out never copies the payload.
+#[derive(Debug)]
+pub(crate) struct Message {
+    /// Topic without the mountpoint.
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: QoS,
+    /// The RETAIN flag as published.
+    pub retain: bool,
+    /// Properties to forward (never topic alias or subscription identifiers,
+    /// which are per connection / per subscription).
+    pub properties: Properties,
+    /// Deadline from the MQTT 5 Message Expiry Interval.
+    pub expires_at: Option<Instant>,
+    /// Id of the publishing session (for No Local); 0 for the broker itself.
+    pub origin: u64,
+}
+
+impl Message {
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// Seconds left until expiry, rounded up so a forwarded message never gets
+    /// an interval of 0 while still alive.
+    pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+        self.expires_at.map(|at| {
+            let left = at.saturating_duration_since(now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            u32::try_from(secs).unwrap_or(u32::MAX)
+        })
+    }
+
+    pub fn to_stored(&self) -> StoredMessage {
+        let now = Instant::now();
+        StoredMessage {
+            topic: self.topic.clone(),
+            payload: self.payload.clone(),
+            qos: self.qos,
+            retain: self.retain,
+            properties: self.properties.clone(),
+            expires_at: self
+                .expires_at
+                .map(|at| SystemTime::now() + at.saturating_duration_since(now)),
+        }
+    }
+
+    pub fn from_stored(stored: StoredMessage) -> Message {
+        let expires_at = stored.expires_at.map(|at| {
+            let left = at
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO);
+            Instant::now() + left
+        });
+        Message {
+            topic: stored.topic,
+            payload: stored.payload,
+            qos: stored.qos,
+            retain: stored.retain,
+            properties: stored.properties,
+            expires_at,
+            origin: 0,
+        }
+    }
+}
+
+/// Where a delivery came from when it was routed through a shared
+/// subscription, so it can go to another member if this session ends.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedOrigin {
+    pub mountpoint: Arc<str>,
+    pub group: Arc<str>,
+    pub filter: Arc<str>,
+}
+
+/// A message on its way to one session.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    pub message: Arc<Message>,
+    /// min(published QoS, subscription QoS).
+    pub qos: QoS,
+    /// RETAIN flag to send: set for retained messages sent at subscribe time,
+    /// or when the subscription asked for Retain As Published.
+    pub retain: bool,
+    /// Identifiers of the matching subscriptions (MQTT 5).
+    pub subscription_ids: Vec<u32>,
+    pub shared: Option<SharedOrigin>,
+}

@@ -1,0 +1,272 @@
+//! Sessions: what outlives a connection (subscriptions, queued and inflight
+//! messages, incoming QoS 2 state) and the bounded queue every publisher
+//! pushes into.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use fogg_api::SessionKey;
+use fogg_codec::{ProtocolVersion, QoS, SubscriptionOptions};
+use parking_lot::Mutex;
+use tokio::sync::{Notify, oneshot};
+
+use crate::config::QueueType;
+use crate::message::Delivery;
+
+/// Why a connection is told to go away by someone else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kick {
+    /// Another connection took the client id over (MQTT 5: DISCONNECT 0x8E).
+    TakenOver,
+    /// The broker is shutting down (MQTT 5: DISCONNECT 0x8B).
+    ShuttingDown,
+}
+
+/// The connection currently attached to a session.
+pub(crate) struct Attachment {
+    pub generation: u64,
+    pub kick: oneshot::Sender<Kick>,
+}
+
+/// A subscription as the session remembers it (to restore the index and to
+/// answer "did this subscription exist" for Retain Handling 1).
+#[derive(Debug, Clone)]
+pub(crate) struct SubscriptionRecord {
+    pub options: SubscriptionOptions,
+    pub identifier: Option<u32>,
+}
+
+/// Progress of one outgoing QoS 1/2 message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InflightStage {
+    /// QoS 1 sent, waiting for PUBACK.
+    AwaitPubAck,
+    /// QoS 2 sent, waiting for PUBREC.
+    AwaitPubRec,
+    /// PUBREL sent, waiting for PUBCOMP.
+    AwaitPubComp,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Inflight {
+    pub packet_id: u16,
+    pub stage: InflightStage,
+    pub delivery: Delivery,
+}
+
+/// Limits applied when queueing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueueLimits {
+    pub max_online: usize,
+    pub max_offline: usize,
+    pub queue_type: QueueType,
+    pub qos0_offline: bool,
+}
+
+/// What happened to a message offered to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Enqueued {
+    Queued,
+    /// The queue was full (or QoS 0 for an offline session): counted and dropped.
+    Dropped,
+}
+
+pub(crate) struct SessionState {
+    pub attachment: Option<Attachment>,
+    /// Generation of the last connection attached (0: never, e.g. restored).
+    pub generation: u64,
+    pub protocol: ProtocolVersion,
+    /// Waiting to be sent (beyond the inflight window, or while offline).
+    pub queue: VecDeque<Delivery>,
+    /// Sent and not yet fully acknowledged, in send order.
+    pub inflight: VecDeque<Inflight>,
+    inflight_ids: HashSet<u16>,
+    next_packet_id: u16,
+    /// Incoming QoS 2 packet ids that got PUBREC and wait for PUBREL.
+    pub incoming_qos2: HashSet<u16>,
+    pub subscriptions: HashMap<String, SubscriptionRecord>,
+    /// Seconds the session outlives its connection; u32::MAX = forever.
+    pub expiry_interval: u32,
+    /// The client's Receive Maximum: most unacknowledged QoS 1/2 we may send.
+    pub send_window: u16,
+    /// Messages dropped by the queue policy or expiry since the session began.
+    pub dropped: u64,
+    /// Set once the session is destroyed; late publishers must not queue.
+    pub ended: bool,
+}
+
+pub(crate) struct Session {
+    /// Unique for the broker's lifetime; never reused.
+    pub id: u64,
+    pub key: SessionKey,
+    pub state: Mutex<SessionState>,
+    /// Woken whenever something is queued for the attached connection.
+    pub wake: Notify,
+    online: AtomicBool,
+}
+
+static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Session {
+    pub fn new(key: SessionKey, protocol: ProtocolVersion, expiry_interval: u32) -> Session {
+        Session {
+            id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
+            key,
+            state: Mutex::new(SessionState {
+                attachment: None,
+                generation: 0,
+                protocol,
+                queue: VecDeque::new(),
+                inflight: VecDeque::new(),
+                inflight_ids: HashSet::new(),
+                next_packet_id: 1,
+                incoming_qos2: HashSet::new(),
+                subscriptions: HashMap::new(),
+                expiry_interval,
+                send_window: u16::MAX,
+                dropped: 0,
+                ended: false,
+            }),
+            wake: Notify::new(),
+            online: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Relaxed)
+    }
+
+    pub fn set_online(&self, online: bool) {
+        self.online.store(online, Ordering::Relaxed);
+    }
+
+    /// Offer a message; wakes the connection when queued while online.
+    pub fn enqueue(&self, delivery: Delivery, limits: &QueueLimits) -> Enqueued {
+        let online = self.is_online();
+        let mut state = self.state.lock();
+        if state.ended {
+            return Enqueued::Dropped;
+        }
+        let limit = if online {
+            limits.max_online
+        } else {
+            if delivery.qos == QoS::AtMostOnce && !limits.qos0_offline {
+                state.dropped += 1;
+                return Enqueued::Dropped;
+            }
+            limits.max_offline
+        };
+        if limit > 0 && state.queue.len() >= limit {
+            state.dropped += 1;
+            return Enqueued::Dropped;
+        }
+        match limits.queue_type {
+            QueueType::Fifo => state.queue.push_back(delivery),
+            // LIFO: the newest message is delivered first.
+            QueueType::Lifo => state.queue.push_front(delivery),
+        }
+        drop(state);
+        if online {
+            self.wake.notify_one();
+        }
+        Enqueued::Queued
+    }
+}
+
+impl SessionState {
+    /// The next free packet identifier, or None when all 65535 are in use.
+    pub fn allocate_packet_id(&mut self) -> Option<u16> {
+        if self.inflight_ids.len() >= usize::from(u16::MAX) {
+            return None;
+        }
+        loop {
+            let id = self.next_packet_id;
+            self.next_packet_id = if id == u16::MAX { 1 } else { id + 1 };
+            if !self.inflight_ids.contains(&id) {
+                return Some(id);
+            }
+        }
+    }
+
+    /// Whether another QoS 1/2 message may be sent now.
+    pub fn window_open(&self) -> bool {
+        self.inflight.len() < usize::from(self.send_window.max(1))
+    }
+
+    pub fn push_inflight(&mut self, entry: Inflight) {
+        self.inflight_ids.insert(entry.packet_id);
+        self.inflight.push_back(entry);
+    }
+
+    fn position(&self, packet_id: u16) -> Option<usize> {
+        // Acknowledgements nearly always arrive in order: check the front first.
+        match self.inflight.front() {
+            Some(front) if front.packet_id == packet_id => Some(0),
+            _ => self.inflight.iter().position(|e| e.packet_id == packet_id),
+        }
+    }
+
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2): the exchange is finished.
+    pub fn complete(&mut self, packet_id: u16, expected: InflightStage) -> bool {
+        match self.position(packet_id) {
+            Some(i) if self.inflight[i].stage == expected => {
+                self.inflight.remove(i);
+                self.inflight_ids.remove(&packet_id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// PUBREC: move to waiting for PUBCOMP. Returns false for an unknown id.
+    pub fn received(&mut self, packet_id: u16) -> bool {
+        match self.position(packet_id) {
+            Some(i) if self.inflight[i].stage == InflightStage::AwaitPubRec => {
+                self.inflight[i].stage = InflightStage::AwaitPubComp;
+                true
+            }
+            Some(i) if self.inflight[i].stage == InflightStage::AwaitPubComp => true,
+            _ => false,
+        }
+    }
+
+    /// A PUBREC with an error reason ends the QoS 2 exchange early.
+    pub fn abandon(&mut self, packet_id: u16) {
+        if let Some(i) = self.position(packet_id) {
+            self.inflight.remove(i);
+            self.inflight_ids.remove(&packet_id);
+        }
+    }
+
+    /// Take the next queued delivery that may be sent now; expired messages
+    /// are dropped (and counted) on the way.
+    pub fn next_delivery(&mut self, now: Instant) -> Option<Delivery> {
+        loop {
+            let front = self.queue.front()?;
+            if front.message.is_expired(now) {
+                self.queue.pop_front();
+                self.dropped += 1;
+                continue;
+            }
+            if front.qos != QoS::AtMostOnce && !self.window_open() {
+                return None;
+            }
+            return self.queue.pop_front();
+        }
+    }
+
+    /// Drain everything this session holds for delivery (used when it ends, so
+    /// shared-subscription messages can go to another member).
+    pub fn drain_all(&mut self) -> Vec<Delivery> {
+        let mut out: Vec<Delivery> = self
+            .inflight
+            .drain(..)
+            .filter(|e| e.stage != InflightStage::AwaitPubComp)
+            .map(|e| e.delivery)
+            .collect();
+        self.inflight_ids.clear();
+        out.extend(self.queue.drain(..));
+        out
+    }
+}

@@ -1,0 +1,272 @@
+//! The state every connection shares: sessions, the topic index, retained
+//! messages, configuration and backends; and the routing of one message.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use fogg_api::SessionKey;
+use fogg_codec::{QoS, SubscriptionOptions};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::acl::Acl;
+use crate::config::BrokerSettings;
+use crate::message::{Delivery, Message, SharedOrigin};
+use crate::metrics::Metrics;
+use crate::retain::RetainIndex;
+use crate::services::Services;
+use crate::session::{Enqueued, QueueLimits, Session};
+use crate::topics::{ParsedFilter, Subscriber, Target, TopicIndex, parse_filter};
+
+pub(crate) struct BrokerState {
+    pub settings: BrokerSettings,
+    pub acl: Acl,
+    pub allow_anonymous: bool,
+    pub services: Services,
+    pub sessions: Mutex<HashMap<SessionKey, Arc<Session>>>,
+    pub topics: TopicIndex,
+    pub retained: RetainIndex,
+    pub metrics: Metrics,
+    pub started: Instant,
+    next_generation: AtomicU64,
+    /// Flips to true when the broker shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl BrokerState {
+    pub fn new(
+        settings: BrokerSettings,
+        acl: Acl,
+        allow_anonymous: bool,
+        services: Services,
+        shutdown: watch::Receiver<bool>,
+    ) -> BrokerState {
+        BrokerState {
+            settings,
+            acl,
+            allow_anonymous,
+            services,
+            sessions: Mutex::new(HashMap::new()),
+            topics: TopicIndex::default(),
+            retained: RetainIndex::default(),
+            metrics: Metrics::default(),
+            started: Instant::now(),
+            next_generation: AtomicU64::new(1),
+            shutdown,
+        }
+    }
+
+    pub fn next_generation(&self) -> u64 {
+        self.next_generation.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn queue_limits(&self) -> QueueLimits {
+        QueueLimits {
+            max_online: self.settings.max_online_messages,
+            max_offline: self.settings.max_offline_messages,
+            queue_type: self.settings.queue_type,
+            qos0_offline: self.settings.queue_qos0_offline,
+        }
+    }
+
+    /// Route a message to every matching subscription of its mountpoint.
+    /// Returns the number of sessions it was queued for.
+    pub fn route(&self, mountpoint: &str, message: Arc<Message>) -> usize {
+        let mut targets =
+            self.topics
+                .matches(mountpoint, &message.topic, self.settings.shared_subscription_policy);
+        if targets.is_empty() {
+            return 0;
+        }
+        let limits = self.queue_limits();
+        // A session with several overlapping subscriptions gets the message
+        // once, at the highest granted QoS, with every subscription identifier.
+        targets.sort_by_key(|t| (t.shared.is_some(), t.subscriber.session.id));
+        let mut delivered = 0;
+        let mut i = 0;
+        while i < targets.len() {
+            let mut j = i + 1;
+            if targets[i].shared.is_none() {
+                while j < targets.len()
+                    && targets[j].shared.is_none()
+                    && targets[j].subscriber.session.id == targets[i].subscriber.session.id
+                {
+                    j += 1;
+                }
+            }
+            if let Some(delivery) = merge_targets(mountpoint, &message, &targets[i..j]) {
+                let session = &targets[i].subscriber.session;
+                if session.enqueue(delivery, &limits) == Enqueued::Queued {
+                    delivered += 1;
+                } else {
+                    Metrics::add(&self.metrics.publish_dropped, 1);
+                }
+            }
+            i = j;
+        }
+        delivered
+    }
+
+    /// Hand deliveries of an ending session that came through shared
+    /// subscriptions to another member of their group, so a member going
+    /// away does not lose the group's QoS 1/2 messages.
+    pub fn reroute_shared(&self, ending: &Session, deliveries: Vec<Delivery>) {
+        let limits = self.queue_limits();
+        for mut delivery in deliveries {
+            let Some(origin) = delivery.shared.clone() else {
+                continue;
+            };
+            if delivery.qos == QoS::AtMostOnce {
+                continue;
+            }
+            let members = self
+                .topics
+                .shared_members(&origin.mountpoint, &origin.group, &origin.filter);
+            let candidate = members
+                .iter()
+                .filter(|m| m.session.id != ending.id)
+                .min_by_key(|m| !m.session.is_online());
+            if let Some(member) = candidate {
+                delivery.qos = delivery.qos.min(member.options.qos);
+                delivery.subscription_ids = member.identifier.into_iter().collect();
+                if member.session.enqueue(delivery, &limits) != Enqueued::Queued {
+                    Metrics::add(&self.metrics.publish_dropped, 1);
+                }
+            } else {
+                Metrics::add(&self.metrics.publish_dropped, 1);
+            }
+        }
+    }
+
+    /// Add a subscription to the index and the session's record.
+    pub fn add_subscription(
+        &self,
+        session: &Arc<Session>,
+        raw_filter: &str,
+        parsed: &ParsedFilter<'_>,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+    ) -> bool {
+        let existed = self.topics.subscribe(
+            &session.key.mountpoint,
+            parsed,
+            Subscriber {
+                session: session.clone(),
+                options,
+                identifier,
+            },
+        );
+        session.state.lock().subscriptions.insert(
+            raw_filter.to_owned(),
+            crate::session::SubscriptionRecord {
+                options,
+                identifier,
+            },
+        );
+        existed
+    }
+
+    /// Remove every subscription of a session from the index.
+    pub fn remove_all_subscriptions(&self, session: &Session) {
+        let filters: Vec<String> = session.state.lock().subscriptions.drain().map(|(f, _)| f).collect();
+        for raw in filters {
+            if let Ok(parsed) = parse_filter(&raw) {
+                self.topics
+                    .unsubscribe(&session.key.mountpoint, &parsed, session.id);
+            }
+        }
+    }
+
+    /// Destroy a session: drop its subscriptions, hand its shared-group
+    /// messages to other members, forget it, and delete it from the store.
+    pub async fn end_session(&self, session: &Arc<Session>) {
+        {
+            let mut sessions = self.sessions.lock();
+            if sessions
+                .get(&session.key)
+                .is_some_and(|s| Arc::ptr_eq(s, session))
+            {
+                sessions.remove(&session.key);
+            }
+        }
+        self.remove_all_subscriptions(session);
+        let pending = {
+            let mut state = session.state.lock();
+            state.ended = true;
+            state.drain_all()
+        };
+        self.reroute_shared(session, pending);
+        if let Err(e) = self.services.sessions.delete_session(&session.key).await {
+            tracing::warn!(client_id = %session.key.client_id, error = %e, "could not delete session from storage");
+        }
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+fn merge_targets(mountpoint: &str, message: &Arc<Message>, targets: &[Target]) -> Option<Delivery> {
+    let mut qos: Option<QoS> = None;
+    let mut retain = false;
+    let mut ids = Vec::new();
+    let mut shared = None;
+    for target in targets {
+        let opts = &target.subscriber.options;
+        // [MQTT-3.8.3-3]: No Local — never back to the publishing session.
+        if opts.no_local && target.subscriber.session.id == message.origin {
+            continue;
+        }
+        let granted = message.qos.min(opts.qos);
+        qos = Some(qos.map_or(granted, |q| q.max(granted)));
+        retain |= opts.retain_as_published && message.retain;
+        if let Some(id) = target.subscriber.identifier {
+            ids.push(id);
+        }
+        if let Some((group, filter)) = &target.shared {
+            shared = Some(SharedOrigin {
+                mountpoint: Arc::from(mountpoint),
+                group: group.clone(),
+                filter: filter.clone(),
+            });
+        }
+    }
+    Some(Delivery {
+        message: message.clone(),
+        qos: qos?,
+        retain,
+        subscription_ids: ids,
+        shared,
+    })
+}
+
+impl BrokerState {
+    /// Publish a message: update the retained store when it is retained, then
+    /// route it. The store write completes before this returns, so a PUBACK
+    /// sent afterwards covers it.
+    pub async fn publish(
+        &self,
+        mountpoint: &str,
+        message: Arc<Message>,
+    ) -> Result<usize, fogg_api::BackendError> {
+        if message.retain {
+            if message.payload.is_empty() {
+                self.retained.set(mountpoint, &message.topic, None);
+                self.services
+                    .retained
+                    .delete_retained(mountpoint, &message.topic)
+                    .await?;
+            } else {
+                self.retained
+                    .set(mountpoint, &message.topic, Some(message.clone()));
+                self.services
+                    .retained
+                    .put_retained(mountpoint, &message.to_stored())
+                    .await?;
+            }
+        }
+        Ok(self.route(mountpoint, message))
+    }
+}

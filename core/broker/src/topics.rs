@@ -1,0 +1,272 @@
+//! The topic index: which sessions subscribe to what.
+//!
+//! A trie per mountpoint, keyed by topic level. Publishing takes the read lock
+//! only, so publishers on every core match concurrently; SUBSCRIBE and
+//! UNSUBSCRIBE take the write lock briefly.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use fogg_codec::SubscriptionOptions;
+use parking_lot::RwLock;
+use rand::Rng;
+
+use crate::config::SharedPolicy;
+use crate::session::Session;
+
+/// A subscription as the index holds it.
+#[derive(Clone)]
+pub(crate) struct Subscriber {
+    pub session: Arc<Session>,
+    pub options: SubscriptionOptions,
+    pub identifier: Option<u32>,
+}
+
+/// One match for a published topic.
+pub(crate) struct Target {
+    pub subscriber: Subscriber,
+    /// (group, filter) when the match came through a shared subscription.
+    pub shared: Option<(Arc<str>, Arc<str>)>,
+}
+
+struct SharedGroup {
+    /// The filter without its `$share/group/` prefix.
+    filter: Arc<str>,
+    members: Vec<Subscriber>,
+    next: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Node {
+    children: HashMap<Box<str>, Node>,
+    /// Keyed by session id.
+    subscribers: HashMap<u64, Subscriber>,
+    shared: HashMap<Box<str>, SharedGroup>,
+}
+
+impl Node {
+    fn is_empty(&self) -> bool {
+        self.children.is_empty() && self.subscribers.is_empty() && self.shared.is_empty()
+    }
+}
+
+/// A parsed subscription filter: `$share/group/filter`, `$queue/filter`, or plain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ParsedFilter<'a> {
+    pub group: Option<&'a str>,
+    pub filter: &'a str,
+}
+
+/// Split the shared-subscription prefix off a filter. `Err` carries the rule
+/// broken by a malformed `$share` filter.
+pub(crate) fn parse_filter(raw: &str) -> Result<ParsedFilter<'_>, &'static str> {
+    if let Some(rest) = raw.strip_prefix("$share/") {
+        let Some((group, filter)) = rest.split_once('/') else {
+            return Err("[MQTT-4.8.2-2] a shared subscription needs $share/{ShareName}/{filter}");
+        };
+        if group.is_empty() || group.contains(['+', '#']) {
+            return Err("[MQTT-4.8.2-2] ShareName must be non-empty and without wildcards");
+        }
+        if filter.is_empty() {
+            return Err("[MQTT-4.8.2-2] a shared subscription needs a topic filter");
+        }
+        return Ok(ParsedFilter {
+            group: Some(group),
+            filter,
+        });
+    }
+    if let Some(filter) = raw.strip_prefix("$queue/") {
+        // VerneMQ's older form: one implicit group per filter.
+        if filter.is_empty() {
+            return Err("[MQTT-4.7.3-1] $queue/ needs a topic filter");
+        }
+        return Ok(ParsedFilter {
+            group: Some("$queue"),
+            filter,
+        });
+    }
+    Ok(ParsedFilter {
+        group: None,
+        filter: raw,
+    })
+}
+
+#[derive(Default)]
+pub(crate) struct TopicIndex {
+    roots: RwLock<HashMap<Arc<str>, Node>>,
+}
+
+impl TopicIndex {
+    /// Add or replace a subscription. Returns true if it already existed.
+    pub fn subscribe(&self, mountpoint: &str, parsed: &ParsedFilter<'_>, sub: Subscriber) -> bool {
+        let mut roots = self.roots.write();
+        let root = match roots.get_mut(mountpoint) {
+            Some(root) => root,
+            None => roots.entry(Arc::from(mountpoint)).or_default(),
+        };
+        let mut node = root;
+        for level in parsed.filter.split('/') {
+            node = node.children.entry(Box::from(level)).or_default();
+        }
+        let id = sub.session.id;
+        match parsed.group {
+            None => node.subscribers.insert(id, sub).is_some(),
+            Some(group) => {
+                let group = node
+                    .shared
+                    .entry(Box::from(group))
+                    .or_insert_with(|| SharedGroup {
+                        filter: Arc::from(parsed.filter),
+                        members: Vec::new(),
+                        next: AtomicUsize::new(0),
+                    });
+                if let Some(existing) = group.members.iter_mut().find(|m| m.session.id == id) {
+                    *existing = sub;
+                    true
+                } else {
+                    group.members.push(sub);
+                    false
+                }
+            }
+        }
+    }
+
+    /// Remove a subscription. Returns true if it existed.
+    pub fn unsubscribe(&self, mountpoint: &str, parsed: &ParsedFilter<'_>, session_id: u64) -> bool {
+        let mut roots = self.roots.write();
+        let Some(root) = roots.get_mut(mountpoint) else {
+            return false;
+        };
+        let levels: Vec<&str> = parsed.filter.split('/').collect();
+        let removed = remove_at(root, &levels, parsed.group, session_id);
+        if root.is_empty() {
+            roots.remove(mountpoint);
+        }
+        removed
+    }
+
+    /// Every subscription matching `topic`, with one member chosen per shared group.
+    pub fn matches(&self, mountpoint: &str, topic: &str, policy: SharedPolicy) -> Vec<Target> {
+        let mut out = Vec::new();
+        let roots = self.roots.read();
+        if let Some(root) = roots.get(mountpoint) {
+            let levels: Vec<&str> = topic.split('/').collect();
+            // [MQTT-4.7.2-1]: a leading wildcard does not match `$` topics.
+            let dollar = topic.starts_with('$');
+            collect(root, &levels, dollar, policy, &mut out);
+        }
+        out
+    }
+
+    /// Members of one shared group for `filter` (used to re-route the group's
+    /// messages when a member's session ends).
+    pub fn shared_members(&self, mountpoint: &str, group: &str, filter: &str) -> Vec<Subscriber> {
+        let roots = self.roots.read();
+        let Some(mut node) = roots.get(mountpoint) else {
+            return Vec::new();
+        };
+        for level in filter.split('/') {
+            match node.children.get(level) {
+                Some(child) => node = child,
+                None => return Vec::new(),
+            }
+        }
+        node.shared
+            .get(group)
+            .map(|g| g.members.clone())
+            .unwrap_or_default()
+    }
+
+    /// Number of subscriptions (shared members counted individually).
+    pub fn count(&self) -> usize {
+        fn walk(node: &Node) -> usize {
+            node.subscribers.len()
+                + node.shared.values().map(|g| g.members.len()).sum::<usize>()
+                + node.children.values().map(walk).sum::<usize>()
+        }
+        self.roots.read().values().map(walk).sum()
+    }
+}
+
+fn remove_at(node: &mut Node, levels: &[&str], group: Option<&str>, id: u64) -> bool {
+    match levels.split_first() {
+        None => match group {
+            None => node.subscribers.remove(&id).is_some(),
+            Some(group) => {
+                let Some(g) = node.shared.get_mut(group) else {
+                    return false;
+                };
+                let before = g.members.len();
+                g.members.retain(|m| m.session.id != id);
+                let removed = g.members.len() != before;
+                if g.members.is_empty() {
+                    node.shared.remove(group);
+                }
+                removed
+            }
+        },
+        Some((first, rest)) => {
+            let Some(child) = node.children.get_mut(*first) else {
+                return false;
+            };
+            let removed = remove_at(child, rest, group, id);
+            if child.is_empty() {
+                node.children.remove(*first);
+            }
+            removed
+        }
+    }
+}
+
+fn collect(node: &Node, levels: &[&str], dollar: bool, policy: SharedPolicy, out: &mut Vec<Target>) {
+    // `#` also matches the parent level ("a/#" matches "a").
+    if let Some(hash) = node.children.get("#")
+        && !dollar
+    {
+        take_all(hash, policy, out);
+    }
+    match levels.split_first() {
+        None => take_all(node, policy, out),
+        Some((first, rest)) => {
+            if let Some(child) = node.children.get(*first) {
+                collect(child, rest, false, policy, out);
+            }
+            if !dollar && let Some(plus) = node.children.get("+") {
+                collect(plus, rest, false, policy, out);
+            }
+        }
+    }
+}
+
+fn take_all(node: &Node, policy: SharedPolicy, out: &mut Vec<Target>) {
+    out.extend(node.subscribers.values().map(|s| Target {
+        subscriber: s.clone(),
+        shared: None,
+    }));
+    for (name, group) in &node.shared {
+        if let Some(member) = pick_member(group, policy) {
+            out.push(Target {
+                subscriber: member.clone(),
+                shared: Some((Arc::from(&**name), group.filter.clone())),
+            });
+        }
+    }
+}
+
+/// Pick a group member, preferring connected sessions so messages do not sit
+/// in an offline member's queue while others could take them.
+fn pick_member(group: &SharedGroup, policy: SharedPolicy) -> Option<&Subscriber> {
+    let n = group.members.len();
+    if n == 0 {
+        return None;
+    }
+    let start = match policy {
+        SharedPolicy::RoundRobin => group.next.fetch_add(1, Ordering::Relaxed) % n,
+        SharedPolicy::Random => rand::rng().random_range(0..n),
+    };
+    (0..n)
+        .map(|i| &group.members[(start + i) % n])
+        .find(|m| m.session.is_online())
+        .or_else(|| group.members.get(start))
+}
