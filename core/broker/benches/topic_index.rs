@@ -1,21 +1,33 @@
-//! Topic matching cost: the per-PUBLISH work of the router.
+//! Topic index cost per PUBLISH: matching a topic against many subscriptions.
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use fogg_codec::topic::matches;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use fogg_broker::bench_support::IndexFixture;
 
-fn bench_matches(c: &mut Criterion) {
-    let mut group = c.benchmark_group("topic_matches");
-    for (filter, topic) in [
-        ("sensors/+/temperature", "sensors/kitchen/temperature"),
-        ("sensors/#", "sensors/kitchen/temperature/celsius"),
-        ("a/b/c/d/e/f/g", "a/b/c/d/e/f/g"),
-    ] {
-        group.bench_with_input(BenchmarkId::from_parameter(filter), &(filter, topic), |b, (f, t)| {
-            b.iter(|| matches(std::hint::black_box(f), std::hint::black_box(t)))
+fn filters(n: usize) -> Vec<String> {
+    // A realistic mix: exact device topics, per-site wildcards, a few catch-alls.
+    (0..n)
+        .map(|i| match i % 10 {
+            0 => format!("site/{}/+/temperature", i % 100),
+            1 => format!("site/{}/#", i % 100),
+            _ => format!("site/{}/device/{}/temperature", i % 100, i),
+        })
+        .collect()
+}
+
+fn bench_match(c: &mut Criterion) {
+    let mut group = c.benchmark_group("topic_index_match");
+    group.throughput(Throughput::Elements(1));
+    for n in [1_000usize, 100_000] {
+        let filters = filters(n);
+        let fixture = IndexFixture::new(filters.iter().map(String::as_str));
+        let topic = "site/42/device/4242/temperature";
+        assert!(fixture.match_count(topic) > 0);
+        group.bench_with_input(BenchmarkId::new("subscriptions", n), &topic, |b, t| {
+            b.iter(|| fixture.match_count(std::hint::black_box(t)))
         });
     }
     group.finish();
 }
 
-criterion_group!(benches, bench_matches);
+criterion_group!(benches, bench_match);
 criterion_main!(benches);

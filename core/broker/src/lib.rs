@@ -9,6 +9,8 @@
 pub mod config;
 
 mod acl;
+#[doc(hidden)]
+pub mod bench_support;
 mod connection;
 mod lifecycle;
 mod listener;

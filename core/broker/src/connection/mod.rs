@@ -302,9 +302,9 @@ where
             Close::Normal => false,
             Close::NormalWithWill | Close::Lost | Close::Server(..) => true,
             Close::Kicked(Kick::TakenOver) => true,
-            // A broker going down cleanly is not the client's fault, but its
-            // peers still learn it is gone, as with any lost connection.
-            Close::Kicked(Kick::ShuttingDown) => true,
+            // The client did nothing wrong, and every subscriber is being
+            // disconnected too: wills would only be noise across a restart.
+            Close::Kicked(Kick::ShuttingDown) => false,
         };
         match &close {
             Close::Server(reason, why) => {
