@@ -13,7 +13,9 @@ pub(super) fn decode(r: &mut Reader, version: ProtocolVersion) -> Result<ConnAck
             "reserved Connect Acknowledge Flags bits are set",
         ));
     }
-    let session_present = flags & 1 != 0;
+    // MQTT 3.1 has no Session Present flag; the bit is ignored there, as the
+    // encoder never sets it for 3.1.
+    let session_present = flags & 1 != 0 && version != ProtocolVersion::V3_1;
     let (reason, properties) = if version.is_v5() {
         let code = reason(r, ReasonCtx::ConnAck)?;
         (code, properties::decode(r, PropCtx::ConnAck)?)

@@ -25,6 +25,12 @@ pub(super) fn decode(r: &mut Reader) -> Result<Connect, DecodeError> {
     } else {
         Default::default()
     };
+    if properties.authentication_data.is_some() && properties.authentication_method.is_none() {
+        return Err(DecodeError::protocol(
+            "section 3.1.2.11.10",
+            "Authentication Data without an Authentication Method",
+        ));
+    }
 
     let client_id = r.string("Client Identifier")?;
     let will = if flags & WILL != 0 {
@@ -80,9 +86,9 @@ pub(super) fn decode(r: &mut Reader) -> Result<Connect, DecodeError> {
 /// Protocol Name and Protocol Level (sections 3.1.2.1 and 3.1.2.2).
 fn protocol(r: &mut Reader) -> Result<ProtocolVersion, DecodeError> {
     // Read as raw bytes: an unknown name need not be valid UTF-8 to be refused.
-    let name = r.binary("Protocol Name")?;
+    let name = r.binary_slice("Protocol Name")?;
     let level = r.u8("Protocol Level")?;
-    let version = match (&name[..], level) {
+    let version = match (name, level) {
         (b"MQTT", 4) => ProtocolVersion::V3_1_1,
         (b"MQTT", 5) => ProtocolVersion::V5,
         (b"MQIsdp", 3) => ProtocolVersion::V3_1,
@@ -97,7 +103,7 @@ fn protocol(r: &mut Reader) -> Result<ProtocolVersion, DecodeError> {
             return Err(DecodeError::with_reason(
                 ReasonCode::UnsupportedProtocolVersion,
                 "[MQTT-3.1.2-1]",
-                format!("unknown protocol name {:?}", String::from_utf8_lossy(&name)),
+                format!("unknown protocol name {:?}", String::from_utf8_lossy(name)),
             ));
         }
     };

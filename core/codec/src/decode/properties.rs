@@ -3,6 +3,7 @@
 use super::reader::Reader;
 use crate::property_id as id;
 use crate::spec::{PropCtx, property_name};
+use crate::topic::has_wildcard;
 use crate::{DecodeError, Properties};
 
 /// Region-end rule for a property block: its size is the Property Length.
@@ -60,7 +61,16 @@ fn read_value(
         }
         id::MESSAGE_EXPIRY_INTERVAL => p.message_expiry_interval = Some(pr.u32(name)?),
         id::CONTENT_TYPE => p.content_type = Some(pr.string(name)?),
-        id::RESPONSE_TOPIC => p.response_topic = Some(pr.string(name)?),
+        id::RESPONSE_TOPIC => {
+            let topic = pr.string(name)?;
+            if has_wildcard(&topic) {
+                return Err(DecodeError::protocol(
+                    "[MQTT-3.3.2-14]",
+                    "Response Topic contains a wildcard",
+                ));
+            }
+            p.response_topic = Some(topic);
+        }
         id::CORRELATION_DATA => p.correlation_data = Some(pr.binary(name)?),
         id::SUBSCRIPTION_IDENTIFIER => {
             let v = pr.varint(name)?;

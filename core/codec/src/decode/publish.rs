@@ -4,17 +4,19 @@
 use super::reader::Reader;
 use super::{packet_id, properties};
 use crate::spec::PropCtx;
-use crate::{DecodeError, ProtocolVersion, Publish, QoS, ReasonCode};
+use crate::{DecodeError, Packet, ProtocolVersion, Publish, QoS, ReasonCode};
 
+// One call site; inlining lets the `Packet` be built in place (see mod.rs).
+#[inline(always)]
 pub(super) fn decode(
     flags: u8,
     r: &mut Reader,
     version: ProtocolVersion,
-) -> Result<Publish, DecodeError> {
+) -> Result<Packet, DecodeError> {
     // The fixed header check already refused QoS 3 and DUP on QoS 0.
     let qos = QoS::from_u8((flags >> 1) & 0b11).unwrap_or_default();
     let topic = r.string("Topic Name")?;
-    if topic.contains(['+', '#']) {
+    if topic.bytes().any(|b| b == b'+' || b == b'#') {
         return Err(DecodeError::with_reason(
             ReasonCode::TopicNameInvalid,
             "[MQTT-3.3.2-2]",
@@ -40,7 +42,9 @@ pub(super) fn decode(
     } else {
         Default::default()
     };
-    Ok(Publish {
+    // Built in place as a Packet: moving the large enum through extra
+    // Result layers costs measurable memcpy on this hot path.
+    Ok(Packet::Publish(Publish {
         dup: flags & 0b1000 != 0,
         qos,
         retain: flags & 1 != 0,
@@ -48,5 +52,5 @@ pub(super) fn decode(
         packet_id,
         payload: r.rest(),
         properties,
-    })
+    }))
 }

@@ -4,7 +4,7 @@
 //! block); running past its end is malformed, and the rule reported names the
 //! length field that bounded the region.
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 
 use crate::DecodeError;
 
@@ -41,23 +41,38 @@ pub(crate) fn parse_varint(bytes: &[u8]) -> Result<Varint, DecodeError> {
     Ok(Varint::Incomplete)
 }
 
-pub(crate) struct Reader {
-    data: Bytes,
+/// A cursor over one region of a frame. Fields that stay bytes (payloads,
+/// binary data) are cut from the frame without copying; strings are copied
+/// straight from the slice, so reading them costs no reference counting.
+pub(crate) struct Reader<'a> {
+    frame: &'a Bytes,
+    pos: usize,
+    end: usize,
     /// Rule reported when a field runs past the end of this region.
     end_rule: &'static str,
 }
 
-impl Reader {
-    pub(crate) fn new(data: Bytes, end_rule: &'static str) -> Reader {
-        Reader { data, end_rule }
+impl<'a> Reader<'a> {
+    pub(crate) fn new(frame: &'a Bytes, end_rule: &'static str) -> Reader<'a> {
+        Reader {
+            frame,
+            pos: 0,
+            end: frame.len(),
+            end_rule,
+        }
+    }
+
+    /// The unread bytes of this region.
+    fn unread(&self) -> &'a [u8] {
+        self.frame.get(self.pos..self.end).unwrap_or_default()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.pos >= self.end
     }
 
     pub(crate) fn remaining(&self) -> usize {
-        self.data.len()
+        self.end.saturating_sub(self.pos)
     }
 
     fn short(&self, what: &'static str) -> DecodeError {
@@ -69,44 +84,49 @@ impl Reader {
 
     /// Fails unless every byte of the region was consumed.
     pub(crate) fn finish(&self, what: &'static str) -> Result<(), DecodeError> {
-        if self.data.is_empty() {
+        if self.is_empty() {
             Ok(())
         } else {
             Err(DecodeError::malformed(
                 self.end_rule,
-                format!("{} unexpected byte(s) after {what}", self.data.len()),
+                format!("{} unexpected byte(s) after {what}", self.remaining()),
             ))
         }
     }
 
-    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
-        match self.data.first() {
-            Some(&b) => {
-                self.data.advance(1);
-                Ok(b)
+    /// The next `n` bytes as a slice, advancing past them.
+    fn slice(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        match self.unread().get(..n) {
+            Some(bytes) => {
+                self.pos += n;
+                Ok(bytes)
             }
             None => Err(self.short(what)),
         }
     }
 
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
+        let bytes = self.slice(N, what)?;
+        <[u8; N]>::try_from(bytes).map_err(|_| self.short(what))
+    }
+
+    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+        let [b] = self.array::<1>(what)?;
+        Ok(b)
+    }
+
     pub(crate) fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
-        if self.data.len() < 2 {
-            return Err(self.short(what));
-        }
-        Ok(self.data.get_u16())
+        Ok(u16::from_be_bytes(self.array(what)?))
     }
 
     pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
-        if self.data.len() < 4 {
-            return Err(self.short(what));
-        }
-        Ok(self.data.get_u32())
+        Ok(u32::from_be_bytes(self.array(what)?))
     }
 
     pub(crate) fn varint(&mut self, what: &'static str) -> Result<u32, DecodeError> {
-        match parse_varint(&self.data)? {
+        match parse_varint(self.unread())? {
             Varint::Done(value, used) => {
-                self.data.advance(used);
+                self.pos += used;
                 Ok(value)
             }
             Varint::Incomplete => Err(self.short(what)),
@@ -115,15 +135,15 @@ impl Reader {
 
     /// The next `n` bytes, sharing the frame's storage.
     pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<Bytes, DecodeError> {
-        if self.data.len() < n {
-            return Err(self.short(what));
-        }
-        Ok(self.data.split_to(n))
+        let bytes = self.slice(n, what)?;
+        Ok(self.frame.slice_ref(bytes))
     }
 
-    /// Everything left in the region (a payload).
+    /// Everything left in the region (a payload), sharing the frame's storage.
     pub(crate) fn rest(&mut self) -> Bytes {
-        std::mem::take(&mut self.data)
+        let bytes = self.unread();
+        self.pos = self.end;
+        self.frame.slice_ref(bytes)
     }
 
     /// A sub-region of `n` bytes whose own end is reported as `end_rule`.
@@ -132,9 +152,15 @@ impl Reader {
         n: usize,
         what: &'static str,
         end_rule: &'static str,
-    ) -> Result<Reader, DecodeError> {
-        let data = self.take(n, what)?;
-        Ok(Reader::new(data, end_rule))
+    ) -> Result<Reader<'a>, DecodeError> {
+        let start = self.pos;
+        self.slice(n, what)?;
+        Ok(Reader {
+            frame: self.frame,
+            pos: start,
+            end: self.pos,
+            end_rule,
+        })
     }
 
     /// Binary Data (section 1.5.6): two-byte length, then the bytes.
@@ -143,10 +169,16 @@ impl Reader {
         self.take(usize::from(len), what)
     }
 
+    /// The raw bytes of a length-prefixed field, without copying.
+    pub(crate) fn binary_slice(&mut self, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        let len = self.u16(what)?;
+        self.slice(usize::from(len), what)
+    }
+
     /// UTF-8 Encoded String (section 1.5.4).
     pub(crate) fn string(&mut self, what: &'static str) -> Result<String, DecodeError> {
-        let raw = self.binary(what)?;
-        let s = std::str::from_utf8(&raw).map_err(|_| {
+        let raw = self.binary_slice(what)?;
+        let s = std::str::from_utf8(raw).map_err(|_| {
             DecodeError::malformed("[MQTT-1.5.4-1]", format!("{what} is not valid UTF-8"))
         })?;
         // In UTF-8 the byte 0 only ever encodes U+0000.

@@ -26,6 +26,13 @@ pub(super) fn plan_connect(c: &Connect, version: ProtocolVersion) -> Result<Plan
             "password without user name before MQTT 5",
         ));
     }
+    let auth_data_alone =
+        c.properties.authentication_data.is_some() && c.properties.authentication_method.is_none();
+    if version.is_v5() && auth_data_alone {
+        return Err(EncodeError::InvalidValue(
+            "Authentication Data without Authentication Method",
+        ));
+    }
     let (props, props_block) = props_plan(&c.properties, PropCtx::Connect, version)?;
     let mut remaining = 2 + protocol_name(version).len() + 1 + 1 + 2 + props_block;
     remaining += str_len("client identifier", &c.client_id)?;

@@ -15,8 +15,8 @@ mod writer;
 use bytes::{BufMut, BytesMut};
 
 use self::writer::{put_varint, varint_len};
-use crate::spec::AckKind;
-use crate::{EncodeError, MAX_REMAINING_LENGTH, Packet, ProtocolVersion};
+use crate::spec::{AckKind, PropCtx};
+use crate::{EncodeError, MAX_REMAINING_LENGTH, Packet, Properties, ProtocolVersion};
 
 /// Sizes from the validating pass, reused by the write pass.
 #[derive(Debug, Clone, Copy, Default)]
@@ -120,9 +120,11 @@ fn write_body(packet: &Packet, version: ProtocolVersion, plan: &Plan, buf: &mut 
 }
 
 /// Size of an optional MQTT 5 property block: nothing before MQTT 5.
+/// Returns the content size (for [`properties::write`]) and the block size
+/// with its length prefix (for the remaining length).
 pub(crate) fn props_plan(
-    props: &crate::Properties,
-    ctx: crate::spec::PropCtx,
+    props: &Properties,
+    ctx: PropCtx,
     version: ProtocolVersion,
 ) -> Result<(usize, usize), EncodeError> {
     if !version.is_v5() {

@@ -8,6 +8,7 @@ use bytes::{BufMut, BytesMut};
 use super::writer::{prefixed_len, put_prefixed, put_str, put_varint, varint_len};
 use crate::property_id as id;
 use crate::spec::{MAX_SUBSCRIPTION_ID, PropCtx, property_name};
+use crate::topic::has_wildcard;
 use crate::{EncodeError, Properties};
 
 enum Value<'a> {
@@ -127,6 +128,7 @@ fn check(pid: u8, value: &Value<'_>, ctx: PropCtx, name: &'static str) -> Result
         (id::RECEIVE_MAXIMUM | id::TOPIC_ALIAS, Value::Two(v)) => *v != 0,
         (id::MAXIMUM_PACKET_SIZE, Value::Four(v)) => *v != 0,
         (id::SUBSCRIPTION_IDENTIFIER, Value::Varint(v)) => (1..=MAX_SUBSCRIPTION_ID).contains(v),
+        (id::RESPONSE_TOPIC, Value::Str(topic)) => !has_wildcard(topic),
         _ => true,
     };
     if ok {

@@ -1,9 +1,7 @@
 //! Helpers for building frames by hand and checking outcomes.
 
 use bytes::BytesMut;
-use fogg_codec::{
-    DecodeError, Packet, ProtocolVersion, ReasonCode, decode, encode, encoded_len,
-};
+use fogg_codec::{DecodeError, Packet, ProtocolVersion, ReasonCode, decode, encode, encoded_len};
 
 pub use ProtocolVersion::{V3_1, V3_1_1, V5};
 
@@ -97,6 +95,10 @@ pub fn encode_vec(packet: &Packet, version: ProtocolVersion) -> Vec<u8> {
     let mut buf = BytesMut::new();
     encode(packet, version, &mut buf)
         .unwrap_or_else(|e| panic!("{version:?}: {e} encoding {packet:?}"));
-    assert_eq!(buf.len(), encoded_len(packet, version), "encoded_len of {packet:?}");
+    assert_eq!(
+        buf.len(),
+        encoded_len(packet, version),
+        "encoded_len of {packet:?}"
+    );
     buf.to_vec()
 }
