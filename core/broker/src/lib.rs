@@ -125,12 +125,14 @@ pub async fn start(config: Config, services: Services) -> Result<RunningBroker, 
                 kind: lc.kind,
             });
         }
-        let listener = listener::bind(lc.bind).await.map_err(|source| StartError::Bind {
-            index,
-            name: lc.name.clone(),
-            addr: lc.bind,
-            source,
-        })?;
+        let listener = listener::bind(lc.bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                index,
+                name: lc.name.clone(),
+                addr: lc.bind,
+                source,
+            })?;
         let local = listener.local_addr().unwrap_or(lc.bind);
         tracing::info!(listener = %lc.name, addr = %local, "listening");
         addrs.push((lc.name.clone(), local));

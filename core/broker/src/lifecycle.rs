@@ -108,7 +108,12 @@ pub(crate) async fn detach(broker: &Arc<BrokerState>, client: Client, will_due: 
             ended = true;
         } else {
             persist(broker, &session).await;
-            schedule_expiry(broker.clone(), session.clone(), client.generation, client.session_expiry);
+            schedule_expiry(
+                broker.clone(),
+                session.clone(),
+                client.generation,
+                client.session_expiry,
+            );
         }
     }
     let Some(will) = client.will.filter(|_| will_due) else {
@@ -117,25 +122,38 @@ pub(crate) async fn detach(broker: &Arc<BrokerState>, client: Client, will_due: 
     let delay = will.properties.will_delay_interval.unwrap_or(0);
     if delay == 0 || ended {
         publish_will(broker, &client.info, will, session.id).await;
-    } else if still_attached {
-        // [MQTT-3.1.3-9]: wait for the delay or the end of the session,
-        // whichever comes first; a reconnect in between cancels the will.
-        let wait = delay.min(client.session_expiry);
-        let broker = broker.clone();
-        let generation = client.generation;
-        let info = client.info;
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(u64::from(wait))).await;
-            let cancelled = {
-                let state = session.state.lock();
-                !state.ended && (state.generation != generation || state.attachment.is_some())
-            };
-            if !cancelled {
-                publish_will(&broker, &info, will, session.id).await;
-            }
-        });
+        return;
     }
     // Taken over while the session lives on: the delayed will is cancelled.
+    if !still_attached && session.state.lock().generation != client.generation {
+        return;
+    }
+    // [MQTT-3.1.3-9]: wait for the delay or the end of the session,
+    // whichever comes first (a takeover with clean start is ending it right
+    // now); a new connection to this session in between cancels the will.
+    let wait = if still_attached {
+        delay.min(client.session_expiry)
+    } else {
+        delay
+    };
+    let broker = broker.clone();
+    let generation = client.generation;
+    let info = client.info;
+    tokio::spawn(async move {
+        let end = session.end.notified();
+        tokio::pin!(end);
+        end.as_mut().enable();
+        if !session.state.lock().ended {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(u64::from(wait))) => {}
+                _ = end => {}
+            }
+        }
+        let cancelled = session.state.lock().generation != generation;
+        if !cancelled {
+            publish_will(&broker, &info, will, session.id).await;
+        }
+    });
 }
 
 /// End an offline session once its expiry interval has passed, unless a
@@ -267,7 +285,13 @@ pub(crate) async fn restore(broker: &Arc<BrokerState>) -> Result<(), crate::Star
         ));
         for sub in &stored.subscriptions {
             if let Ok(parsed) = crate::topics::parse_filter(&sub.filter) {
-                broker.add_subscription(&session, &sub.filter, &parsed, sub.options, sub.identifier);
+                broker.add_subscription(
+                    &session,
+                    &sub.filter,
+                    &parsed,
+                    sub.options,
+                    sub.identifier,
+                );
             }
         }
         broker
@@ -277,7 +301,8 @@ pub(crate) async fn restore(broker: &Arc<BrokerState>) -> Result<(), crate::Star
         let remaining = match stored.disconnected_at {
             Some(at) if stored.expiry_interval != u32::MAX => {
                 let elapsed = now.duration_since(at).unwrap_or_default().as_secs();
-                u32::try_from(u64::from(stored.expiry_interval).saturating_sub(elapsed)).unwrap_or(0)
+                u32::try_from(u64::from(stored.expiry_interval).saturating_sub(elapsed))
+                    .unwrap_or(0)
             }
             _ => stored.expiry_interval,
         };

@@ -40,12 +40,12 @@ pub(crate) struct SubscriptionRecord {
 /// Progress of one outgoing QoS 1/2 message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum InflightStage {
-    /// QoS 1 sent, waiting for PUBACK.
-    AwaitPubAck,
-    /// QoS 2 sent, waiting for PUBREC.
-    AwaitPubRec,
+    /// QoS 1 PUBLISH sent, waiting for PUBACK.
+    Qos1Sent,
+    /// QoS 2 PUBLISH sent, waiting for PUBREC.
+    Qos2Sent,
     /// PUBREL sent, waiting for PUBCOMP.
-    AwaitPubComp,
+    Released,
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +103,9 @@ pub(crate) struct Session {
     pub state: Mutex<SessionState>,
     /// Woken whenever something is queued for the attached connection.
     pub wake: Notify,
+    /// Notified (to every waiter) when the session ends, so a delayed will
+    /// goes out at the end of the session if that comes first.
+    pub end: Notify,
     online: AtomicBool,
 }
 
@@ -129,6 +132,7 @@ impl Session {
                 ended: false,
             }),
             wake: Notify::new(),
+            end: Notify::new(),
             online: AtomicBool::new(false),
         }
     }
@@ -157,14 +161,22 @@ impl Session {
             }
             limits.max_offline
         };
-        if limit > 0 && state.queue.len() >= limit {
-            state.dropped += 1;
-            return Enqueued::Dropped;
-        }
+        let full = limit > 0 && state.queue.len() >= limit;
         match limits.queue_type {
+            QueueType::Fifo if full => {
+                state.dropped += 1;
+                return Enqueued::Dropped;
+            }
             QueueType::Fifo => state.queue.push_back(delivery),
-            // LIFO: the newest message is delivered first.
-            QueueType::Lifo => state.queue.push_front(delivery),
+            // LIFO: the newest message is delivered first; when full, the
+            // oldest (at the back) gives way.
+            QueueType::Lifo => {
+                if full {
+                    state.queue.pop_back();
+                    state.dropped += 1;
+                }
+                state.queue.push_front(delivery);
+            }
         }
         drop(state);
         if online {
@@ -222,11 +234,11 @@ impl SessionState {
     /// PUBREC: move to waiting for PUBCOMP. Returns false for an unknown id.
     pub fn received(&mut self, packet_id: u16) -> bool {
         match self.position(packet_id) {
-            Some(i) if self.inflight[i].stage == InflightStage::AwaitPubRec => {
-                self.inflight[i].stage = InflightStage::AwaitPubComp;
+            Some(i) if self.inflight[i].stage == InflightStage::Qos2Sent => {
+                self.inflight[i].stage = InflightStage::Released;
                 true
             }
-            Some(i) if self.inflight[i].stage == InflightStage::AwaitPubComp => true,
+            Some(i) if self.inflight[i].stage == InflightStage::Released => true,
             _ => false,
         }
     }
@@ -262,7 +274,7 @@ impl SessionState {
         let mut out: Vec<Delivery> = self
             .inflight
             .drain(..)
-            .filter(|e| e.stage != InflightStage::AwaitPubComp)
+            .filter(|e| e.stage != InflightStage::Released)
             .map(|e| e.delivery)
             .collect();
         self.inflight_ids.clear();

@@ -72,11 +72,14 @@ impl BrokerState {
     }
 
     /// Route a message to every matching subscription of its mountpoint.
-    /// Returns the number of sessions it was queued for.
+    /// Returns the number of sessions it matched, including those whose queue
+    /// policy dropped it (they are subscribers: no MQTT 5 reason 0x10).
     pub fn route(&self, mountpoint: &str, message: Arc<Message>) -> usize {
-        let mut targets =
-            self.topics
-                .matches(mountpoint, &message.topic, self.settings.shared_subscription_policy);
+        let mut targets = self.topics.matches(
+            mountpoint,
+            &message.topic,
+            self.settings.shared_subscription_policy,
+        );
         if targets.is_empty() {
             return 0;
         }
@@ -98,9 +101,8 @@ impl BrokerState {
             }
             if let Some(delivery) = merge_targets(mountpoint, &message, &targets[i..j]) {
                 let session = &targets[i].subscriber.session;
-                if session.enqueue(delivery, &limits) == Enqueued::Queued {
-                    delivered += 1;
-                } else {
+                delivered += 1;
+                if session.enqueue(delivery, &limits) != Enqueued::Queued {
                     Metrics::add(&self.metrics.publish_dropped, 1);
                 }
             }
@@ -121,9 +123,9 @@ impl BrokerState {
             if delivery.qos == QoS::AtMostOnce {
                 continue;
             }
-            let members = self
-                .topics
-                .shared_members(&origin.mountpoint, &origin.group, &origin.filter);
+            let members =
+                self.topics
+                    .shared_members(&origin.mountpoint, &origin.group, &origin.filter);
             let candidate = members
                 .iter()
                 .filter(|m| m.session.id != ending.id)
@@ -170,7 +172,13 @@ impl BrokerState {
 
     /// Remove every subscription of a session from the index.
     pub fn remove_all_subscriptions(&self, session: &Session) {
-        let filters: Vec<String> = session.state.lock().subscriptions.drain().map(|(f, _)| f).collect();
+        let filters: Vec<String> = session
+            .state
+            .lock()
+            .subscriptions
+            .drain()
+            .map(|(f, _)| f)
+            .collect();
         for raw in filters {
             if let Ok(parsed) = parse_filter(&raw) {
                 self.topics
@@ -197,10 +205,23 @@ impl BrokerState {
             state.ended = true;
             state.drain_all()
         };
+        session.end.notify_waiters();
         self.reroute_shared(session, pending);
         if let Err(e) = self.services.sessions.delete_session(&session.key).await {
             tracing::warn!(client_id = %session.key.client_id, error = %e, "could not delete session from storage");
         }
+    }
+
+    /// The enhanced authenticator serving `method`, if any.
+    pub fn enhanced_for(
+        &self,
+        method: &str,
+    ) -> Option<Arc<dyn fogg_api::dynamic::DynEnhancedAuthenticator>> {
+        self.services
+            .enhanced
+            .iter()
+            .find(|b| b.methods().iter().any(|m| m == method))
+            .cloned()
     }
 
     pub fn uptime(&self) -> Duration {

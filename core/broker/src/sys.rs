@@ -30,19 +30,46 @@ fn publish_all(broker: &BrokerState) {
     let values: [(&str, String); 15] = [
         ("version", format!("fogg {}", env!("CARGO_PKG_VERSION"))),
         ("uptime", format!("{} seconds", broker.uptime().as_secs())),
-        ("clients/connected", Metrics::get(&m.clients_connected).to_string()),
+        (
+            "clients/connected",
+            Metrics::get(&m.clients_connected).to_string(),
+        ),
         ("clients/total", sessions.to_string()),
-        ("clients/connects", Metrics::get(&m.clients_total_connects).to_string()),
-        ("clients/refused", Metrics::get(&m.connections_refused).to_string()),
-        ("messages/received", Metrics::get(&m.messages_received).to_string()),
+        (
+            "clients/connects",
+            Metrics::get(&m.clients_total_connects).to_string(),
+        ),
+        (
+            "clients/refused",
+            Metrics::get(&m.connections_refused).to_string(),
+        ),
+        (
+            "messages/received",
+            Metrics::get(&m.messages_received).to_string(),
+        ),
         ("messages/sent", Metrics::get(&m.messages_sent).to_string()),
-        ("publish/messages/received", Metrics::get(&m.publish_received).to_string()),
-        ("publish/messages/sent", Metrics::get(&m.publish_sent).to_string()),
-        ("publish/messages/dropped", Metrics::get(&m.publish_dropped).to_string()),
-        ("bytes/received", Metrics::get(&m.bytes_received).to_string()),
+        (
+            "publish/messages/received",
+            Metrics::get(&m.publish_received).to_string(),
+        ),
+        (
+            "publish/messages/sent",
+            Metrics::get(&m.publish_sent).to_string(),
+        ),
+        (
+            "publish/messages/dropped",
+            Metrics::get(&m.publish_dropped).to_string(),
+        ),
+        (
+            "bytes/received",
+            Metrics::get(&m.bytes_received).to_string(),
+        ),
         ("bytes/sent", Metrics::get(&m.bytes_sent).to_string()),
         ("subscriptions/count", broker.topics.count().to_string()),
-        ("retained messages/count", broker.retained.count().to_string()),
+        (
+            "retained messages/count",
+            broker.retained.count().to_string(),
+        ),
     ];
     for (name, value) in values {
         let message = Arc::new(Message {
@@ -56,7 +83,9 @@ fn publish_all(broker: &BrokerState) {
         });
         // $SYS lives in the default mountpoint only (tenants do not see it)
         // and is not written to the store: it is rebuilt at every start.
-        broker.retained.set("", &message.topic, Some(message.clone()));
+        broker
+            .retained
+            .set("", &message.topic, Some(message.clone()));
         broker.route("", message);
     }
 }

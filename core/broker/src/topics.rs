@@ -133,7 +133,12 @@ impl TopicIndex {
     }
 
     /// Remove a subscription. Returns true if it existed.
-    pub fn unsubscribe(&self, mountpoint: &str, parsed: &ParsedFilter<'_>, session_id: u64) -> bool {
+    pub fn unsubscribe(
+        &self,
+        mountpoint: &str,
+        parsed: &ParsedFilter<'_>,
+        session_id: u64,
+    ) -> bool {
         let mut roots = self.roots.write();
         let Some(root) = roots.get_mut(mountpoint) else {
             return false;
@@ -219,7 +224,13 @@ fn remove_at(node: &mut Node, levels: &[&str], group: Option<&str>, id: u64) -> 
     }
 }
 
-fn collect(node: &Node, levels: &[&str], dollar: bool, policy: SharedPolicy, out: &mut Vec<Target>) {
+fn collect(
+    node: &Node,
+    levels: &[&str],
+    dollar: bool,
+    policy: SharedPolicy,
+    out: &mut Vec<Target>,
+) {
     // `#` also matches the parent level ("a/#" matches "a").
     if let Some(hash) = node.children.get("#")
         && !dollar

@@ -54,6 +54,7 @@ where
             }
         };
         self.version = connect.protocol;
+        self.peer_max_packet_size = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
         tracing::Span::current().record("client_id", connect.client_id.as_str());
         if over_limit {
             Metrics::add(&self.broker.metrics.connections_refused, 1);
@@ -124,11 +125,18 @@ where
         if self.version.is_v5() {
             properties.reason_string = Some(refusal.why);
         }
-        self.send(&Packet::ConnAck(ConnAck {
+        let mut ack = ConnAck {
             session_present: false,
             reason: refusal.reason,
             properties,
-        }));
+        };
+        // [MQTT-3.2.2-19]: no reason string beyond the client's Maximum Packet Size.
+        if fogg_codec::encoded_len(&Packet::ConnAck(ack.clone()), self.version)
+            > self.peer_max_packet_size as usize
+        {
+            ack.properties = Properties::default();
+        }
+        self.send(&Packet::ConnAck(ack));
     }
 
     async fn accept(&mut self, connect: Box<Connect>) -> Result<Client, Refusal> {
@@ -381,14 +389,7 @@ where
         client_id: &str,
         username: Option<String>,
     ) -> Result<Authenticated, Refusal> {
-        let Some(backend) = self
-            .broker
-            .services
-            .enhanced
-            .iter()
-            .find(|b| b.methods().iter().any(|m| *m == method))
-            .cloned()
-        else {
+        let Some(backend) = self.broker.enhanced_for(&method) else {
             return Err(refuse(
                 ReasonCode::BadAuthenticationMethod,
                 format!("authentication method `{method}` is not served here"),
@@ -404,10 +405,16 @@ where
             state: None,
         };
         loop {
-            let step = backend.auth_step(&context, data.take()).await.map_err(|e| {
-                tracing::warn!(error = %e, "enhanced authentication backend failed");
-                refuse(ReasonCode::ServerUnavailable, "authentication backend unavailable")
-            })?;
+            let step = backend
+                .auth_step(&context, data.take())
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "enhanced authentication backend failed");
+                    refuse(
+                        ReasonCode::ServerUnavailable,
+                        "authentication backend unavailable",
+                    )
+                })?;
             match step {
                 AuthStep::Success { data } => {
                     return Ok(Authenticated {
@@ -506,7 +513,9 @@ mod tests {
     fn peeks_level() {
         let v5 = [0x10, 0x10, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0x02];
         assert_eq!(peek_connect_level(&v5), Some(5));
-        let v3 = [0x10, 0x10, 0x00, 0x06, b'M', b'Q', b'I', b's', b'd', b'p', 0x03];
+        let v3 = [
+            0x10, 0x10, 0x00, 0x06, b'M', b'Q', b'I', b's', b'd', b'p', 0x03,
+        ];
         assert_eq!(peek_connect_level(&v3), Some(3));
         assert_eq!(peek_connect_level(&[0x10]), None);
         assert_eq!(peek_connect_level(&[0x30, 0x00]), None);

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use fogg_api::{AuthStep, EnhancedAuthContext, PublishRequest, SubscribeRequest};
 use fogg_codec::{
-    Auth, Packet, Properties, PubAck, Publish, QoS, ReasonCode, RetainHandling, SubAck,
-    Subscribe, UnsubAck, Unsubscribe, topic,
+    Auth, Packet, Properties, PubAck, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
+    UnsubAck, Unsubscribe, topic,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -29,7 +29,7 @@ where
             Packet::Publish(publish) => self.on_publish(client, publish).await,
             Packet::PubAck(ack) => {
                 let mut state = client.session.state.lock();
-                if !state.complete(ack.packet_id, InflightStage::AwaitPubAck) {
+                if !state.complete(ack.packet_id, InflightStage::Qos1Sent) {
                     tracing::debug!(packet_id = ack.packet_id, "PUBACK for an unknown packet id");
                 }
                 None
@@ -52,13 +52,21 @@ where
             }
             Packet::PubComp(comp) => {
                 let mut state = client.session.state.lock();
-                if !state.complete(comp.packet_id, InflightStage::AwaitPubComp) {
-                    tracing::debug!(packet_id = comp.packet_id, "PUBCOMP for an unknown packet id");
+                if !state.complete(comp.packet_id, InflightStage::Released) {
+                    tracing::debug!(
+                        packet_id = comp.packet_id,
+                        "PUBCOMP for an unknown packet id"
+                    );
                 }
                 None
             }
             Packet::PubRel(rel) => {
-                let known = client.session.state.lock().incoming_qos2.remove(&rel.packet_id);
+                let known = client
+                    .session
+                    .state
+                    .lock()
+                    .incoming_qos2
+                    .remove(&rel.packet_id);
                 let mut comp = PubAck::new(rel.packet_id);
                 if !known {
                     comp.reason = ReasonCode::PacketIdentifierNotFound;
@@ -145,7 +153,10 @@ where
             );
         }
         if let Err(e) = topic::validate_topic_name(&publish.topic) {
-            return violation(ReasonCode::TopicNameInvalid, format!("{} {}", e.rule, e.detail));
+            return violation(
+                ReasonCode::TopicNameInvalid,
+                format!("{} {}", e.rule, e.detail),
+            );
         }
         if publish.topic.split('/').count() > self.broker.settings.max_topic_levels {
             return violation(
@@ -218,7 +229,8 @@ where
             if publish.qos == QoS::AtMostOnce && self.version.is_v5() {
                 return Err(Close::Server(
                     ReasonCode::PayloadFormatInvalid,
-                    "spec 3.3.2.3.2: payload is not UTF-8 although the format indicator says so".to_owned(),
+                    "spec 3.3.2.3.2: payload is not UTF-8 although the format indicator says so"
+                        .to_owned(),
                 ));
             }
             return Ok(ReasonCode::PayloadFormatInvalid);
@@ -253,8 +265,10 @@ where
     }
 
     async fn may_publish(&mut self, client: &mut Client, publish: &Publish) -> bool {
-        if let Some(allowed) = client.publish_acl.get(&publish.topic) {
-            return *allowed;
+        // Backends may answer differently per QoS and retain flag: one answer each.
+        let slot = publish.qos as usize * 2 + usize::from(publish.retain);
+        if let Some(allowed) = client.publish_acl.get(&publish.topic).and_then(|a| a[slot]) {
+            return allowed;
         }
         let request = PublishRequest {
             topic: &publish.topic,
@@ -270,10 +284,17 @@ where
         {
             Ok(allowed) => {
                 // Bounded so a client cycling through topics cannot grow it forever.
-                if client.publish_acl.len() >= 1024 {
-                    client.publish_acl.clear();
+                if let Some(answers) = client.publish_acl.get_mut(&publish.topic) {
+                    answers[slot] = Some(allowed);
+                } else {
+                    // Bounded so a client cycling through topics cannot grow it forever.
+                    if client.publish_acl.len() >= 1024 {
+                        client.publish_acl.clear();
+                    }
+                    let mut answers = [None; 6];
+                    answers[slot] = Some(allowed);
+                    client.publish_acl.insert(publish.topic.clone(), answers);
                 }
-                client.publish_acl.insert(publish.topic.clone(), allowed);
                 allowed
             }
             Err(e) => {
@@ -293,7 +314,11 @@ where
     }
 
     async fn on_subscribe(&mut self, client: &mut Client, subscribe: Subscribe) -> Option<Close> {
-        let identifier = subscribe.properties.subscription_identifiers.first().copied();
+        let identifier = subscribe
+            .properties
+            .subscription_identifiers
+            .first()
+            .copied();
         let mut reasons = Vec::with_capacity(subscribe.filters.len());
         let mut retained: Vec<Delivery> = Vec::new();
         for entry in &subscribe.filters {
@@ -317,8 +342,10 @@ where
                     "[MQTT-3.8.3-4] No Local on a shared subscription",
                 );
             }
+            // The filter without `$share/{group}/` or `$queue/`, so a shared
+            // subscription cannot slip past rules written for the filter.
             let request = SubscribeRequest {
-                filter: &entry.filter,
+                filter: parsed.filter,
                 qos: entry.options.qos,
             };
             let allowed = match self
@@ -395,7 +422,12 @@ where
                         &parsed,
                         client.session.id,
                     );
-                    client.session.state.lock().subscriptions.remove(raw.as_str());
+                    client
+                        .session
+                        .state
+                        .lock()
+                        .subscriptions
+                        .remove(raw.as_str());
                     removed
                 }
                 Err(_) => false,
@@ -448,14 +480,7 @@ where
                 );
             }
         };
-        let Some(backend) = self
-            .broker
-            .services
-            .enhanced
-            .iter()
-            .find(|b| b.methods().iter().any(|m| *m == method))
-            .cloned()
-        else {
+        let Some(backend) = self.broker.enhanced_for(&method) else {
             return violation(
                 ReasonCode::BadAuthenticationMethod,
                 format!("authentication method `{method}` is no longer served"),

@@ -80,8 +80,9 @@ pub(crate) struct Client {
     pub kick: oneshot::Receiver<Kick>,
     /// A re-authentication in progress.
     pub reauth: Option<fogg_api::EnhancedAuthContext>,
-    /// ACL answers for this session, so a PUBLISH never waits on a backend twice.
-    pub publish_acl: HashMap<String, bool>,
+    /// ACL answers for this session, so a PUBLISH never waits on a backend
+    /// twice: per topic, one per (QoS, retain) at `qos * 2 + retain`.
+    pub publish_acl: HashMap<String, [Option<bool>; 6]>,
 }
 
 pub(crate) struct Connection<S> {
@@ -94,6 +95,8 @@ pub(crate) struct Connection<S> {
     pub wbuf: BytesMut,
     pub version: ProtocolVersion,
     pub last_read: Instant,
+    /// The client's MQTT 5 Maximum Packet Size, once its CONNECT is read.
+    pub peer_max_packet_size: u32,
 }
 
 /// Serve one accepted connection until it ends.
@@ -117,6 +120,7 @@ pub(crate) async fn serve<S>(
         wbuf: BytesMut::new(),
         version: ProtocolVersion::V3_1_1,
         last_read: Instant::now(),
+        peer_max_packet_size: u32::MAX,
     };
     let span = tracing::info_span!("conn", peer = %peer, client_id = tracing::field::Empty);
     async move {
@@ -156,7 +160,11 @@ where
     /// One read from the socket into `rbuf`. Returns false on EOF.
     async fn fill_read_buffer(&mut self) -> Result<bool, ReadError> {
         self.rbuf.reserve(READ_CHUNK);
-        let n = self.reader.read_buf(&mut self.rbuf).await.map_err(ReadError::Io)?;
+        let n = self
+            .reader
+            .read_buf(&mut self.rbuf)
+            .await
+            .map_err(ReadError::Io)?;
         if n == 0 {
             return Ok(false);
         }
@@ -205,7 +213,16 @@ where
                 reason_string: (!why.is_empty()).then(|| why.to_owned()),
                 ..Properties::default()
             };
-            self.send(&Packet::Disconnect(Disconnect { reason, properties }));
+            let mut packet = Packet::Disconnect(Disconnect { reason, properties });
+            // [MQTT-3.14.2-3]: leave the reason string out rather than exceed
+            // the client's Maximum Packet Size.
+            if fogg_codec::encoded_len(&packet, self.version) > self.peer_max_packet_size as usize {
+                packet = Packet::Disconnect(Disconnect {
+                    reason,
+                    properties: Properties::default(),
+                });
+            }
+            self.send(&packet);
         }
     }
 
@@ -313,7 +330,10 @@ where
             }
             Close::Kicked(Kick::TakenOver) => {
                 tracing::info!("session taken over by a new connection");
-                self.send_disconnect(ReasonCode::SessionTakenOver, "another connection took over this client id");
+                self.send_disconnect(
+                    ReasonCode::SessionTakenOver,
+                    "another connection took over this client id",
+                );
             }
             Close::Kicked(Kick::ShuttingDown) => {
                 self.send_disconnect(ReasonCode::ServerShuttingDown, "server shutting down");

@@ -18,15 +18,22 @@ where
     /// After (re)connecting, resend everything unacknowledged, with DUP set
     /// on PUBLISHes [MQTT-4.4.0-1].
     pub(super) fn resume_inflight(&mut self, client: &mut Client) {
-        let entries: Vec<Inflight> = client.session.state.lock().inflight.iter().cloned().collect();
+        let entries: Vec<Inflight> = client
+            .session
+            .state
+            .lock()
+            .inflight
+            .iter()
+            .cloned()
+            .collect();
         for entry in entries {
             match entry.stage {
-                InflightStage::AwaitPubAck | InflightStage::AwaitPubRec => {
+                InflightStage::Qos1Sent | InflightStage::Qos2Sent => {
                     if !self.write_publish(client, &entry.delivery, Some(entry.packet_id), true) {
                         client.session.state.lock().abandon(entry.packet_id);
                     }
                 }
-                InflightStage::AwaitPubComp => {
+                InflightStage::Released => {
                     self.send(&Packet::PubRel(PubAck::new(entry.packet_id)));
                 }
             }
@@ -40,6 +47,10 @@ where
         while self.wbuf.len() < FILL_LIMIT {
             let (delivery, packet_id) = {
                 let mut state = client.session.state.lock();
+                // Taken over: the new connection owns the queue from now on.
+                if state.generation != client.generation {
+                    break;
+                }
                 let Some(delivery) = state.next_delivery(now) else {
                     break;
                 };
@@ -51,9 +62,9 @@ where
                         break;
                     };
                     let stage = if delivery.qos == QoS::AtLeastOnce {
-                        InflightStage::AwaitPubAck
+                        InflightStage::Qos1Sent
                     } else {
-                        InflightStage::AwaitPubRec
+                        InflightStage::Qos2Sent
                     };
                     state.push_inflight(Inflight {
                         packet_id: id,
