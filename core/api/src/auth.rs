@@ -107,7 +107,7 @@ pub enum AuthStep {
     },
     /// Authentication succeeded; `data` goes into CONNACK / AUTH 0x00.
     Success { data: Option<Bytes> },
-    /// Authentication failed (CONNACK 0x86 / DISCONNECT 0x87).
+    /// Authentication failed (CONNACK / DISCONNECT 0x87 Not authorized).
     Failure,
 }
 

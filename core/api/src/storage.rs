@@ -76,7 +76,9 @@ impl StoredSession {
             None => false,
             Some(_) if self.expiry_interval == u32::MAX => false,
             Some(at) => at
-                .checked_add(std::time::Duration::from_secs(u64::from(self.expiry_interval)))
+                .checked_add(std::time::Duration::from_secs(u64::from(
+                    self.expiry_interval,
+                )))
                 .is_some_and(|deadline| deadline <= now),
         }
     }
@@ -102,7 +104,9 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Every stored session (used at start).
-    fn list_sessions(&self) -> impl Future<Output = Result<Vec<StoredSession>, BackendError>> + Send;
+    fn list_sessions(
+        &self,
+    ) -> impl Future<Output = Result<Vec<StoredSession>, BackendError>> + Send;
 }
 
 /// Per-session queues of messages waiting for delivery, in arrival order.

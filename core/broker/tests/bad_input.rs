@@ -803,3 +803,34 @@ async fn mutated_packets_never_break_the_broker() {
     assert_healthy(broker.addr).await;
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_does_not_stall_anyone_else() {
+    count_panics();
+    let broker = common::start_default().await;
+    // Subscribes to everything and then never reads its socket again.
+    let mut stalled = RawClient::connected(broker.addr, V5, "stalled").await;
+    stalled.subscribe("stall/#", QoS::AtLeastOnce).await;
+    let mut watcher = RawClient::connected(broker.addr, V5, "stall-watch").await;
+    watcher.subscribe("stall/last", QoS::AtLeastOnce).await;
+
+    // ~24 MB for the stalled client: far more than socket buffers hold.
+    let mut publisher = RawClient::connected(broker.addr, V5, "stall-pub").await;
+    let payload = vec![b'z'; 8 * 1024];
+    for i in 0..3000u16 {
+        let publish =
+            common::publish_packet("stall/bulk", &payload, QoS::AtLeastOnce, false, i % 100 + 1);
+        assert_eq!(
+            publisher.publish_with(publish, QoS::AtLeastOnce).await,
+            ReasonCode::Success
+        );
+    }
+    publisher
+        .publish("stall/last", b"done", QoS::AtLeastOnce, false)
+        .await;
+    assert_eq!(&watcher.expect_publish().await.payload[..], b"done");
+    assert_healthy(broker.addr).await;
+    drop(stalled);
+    assert_healthy(broker.addr).await;
+    broker.shutdown().await;
+}

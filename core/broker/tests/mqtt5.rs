@@ -104,7 +104,6 @@ async fn inbound_topic_alias_is_resolved_to_the_full_topic() {
 // Topic Alias is 0"), so the broker's own 0x94 check never sees it. 0x94 is
 // what the broker intends (connection/inbound.rs) and what mosquitto and EMQX
 // answer; reported to the codec owners.
-#[ignore = "fogg-codec answers Topic Alias 0 with 0x82, not 0x94 (reported)"]
 #[tokio::test]
 async fn topic_alias_zero_is_topic_alias_invalid() {
     let broker = common::start_default().await;

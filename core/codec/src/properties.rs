@@ -1,7 +1,7 @@
 //! MQTT 5 properties (spec section 2.2.2.2).
 //!
 //! One struct holds every property; which ones may appear on which packet is
-//! checked by the decoder (a property on the wrong packet is a Protocol Error).
+//! checked by the decoder (a property on the wrong packet is a Malformed Packet, spec 2.2.2.2).
 
 use bytes::Bytes;
 

@@ -76,7 +76,7 @@ where
             }
             Packet::Subscribe(subscribe) => self.on_subscribe(client, subscribe).await,
             Packet::Unsubscribe(unsubscribe) => {
-                self.on_unsubscribe(client, unsubscribe);
+                self.on_unsubscribe(client, unsubscribe).await;
                 None
             }
             Packet::PingReq => {
@@ -412,27 +412,27 @@ where
         None
     }
 
-    fn on_unsubscribe(&mut self, client: &mut Client, unsubscribe: Unsubscribe) {
+    async fn on_unsubscribe(&mut self, client: &mut Client, unsubscribe: Unsubscribe) {
         let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
         for raw in &unsubscribe.filters {
-            let existed = match parse_filter(raw) {
-                Ok(parsed) => {
-                    let removed = self.broker.topics.unsubscribe(
-                        &client.info.mountpoint,
-                        &parsed,
-                        client.session.id,
-                    );
-                    client
-                        .session
-                        .state
-                        .lock()
-                        .subscriptions
-                        .remove(raw.as_str());
-                    removed
+            let parsed = match parse_filter(raw) {
+                Ok(parsed) if topic::validate_topic_filter(parsed.filter).is_ok() => parsed,
+                _ => {
+                    reasons.push(ReasonCode::TopicFilterInvalid);
+                    continue;
                 }
-                Err(_) => false,
             };
-            reasons.push(if existed {
+            let removed =
+                self.broker
+                    .topics
+                    .unsubscribe(&client.info.mountpoint, &parsed, client.session.id);
+            client
+                .session
+                .state
+                .lock()
+                .subscriptions
+                .remove(raw.as_str());
+            reasons.push(if removed {
                 ReasonCode::Success
             } else {
                 ReasonCode::NoSubscriptionExisted
@@ -443,6 +443,9 @@ where
             reasons,
             properties: Properties::default(),
         }));
+        if client.session_expiry > 0 {
+            crate::lifecycle::persist(&self.broker, &client.session).await;
+        }
     }
 
     /// AUTH after CONNECT: re-authentication (spec 4.12.1), one round per packet.

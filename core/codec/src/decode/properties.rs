@@ -4,7 +4,7 @@ use super::reader::Reader;
 use crate::property_id as id;
 use crate::spec::{PropCtx, property_name};
 use crate::topic::has_wildcard;
-use crate::{DecodeError, Properties};
+use crate::{DecodeError, Properties, ReasonCode};
 
 /// Region-end rule for a property block: its size is the Property Length.
 const PROPS_RULE: &str = "section 2.2.2.1";
@@ -115,7 +115,11 @@ fn read_value(
         id::TOPIC_ALIAS => {
             let v = pr.u16(name)?;
             if v == 0 {
-                return Err(DecodeError::protocol("[MQTT-3.3.2-8]", "Topic Alias is 0"));
+                return Err(DecodeError::with_reason(
+                    ReasonCode::TopicAliasInvalid,
+                    "[MQTT-3.3.2-8]",
+                    "Topic Alias is 0",
+                ));
             }
             p.topic_alias = Some(v);
         }

@@ -470,7 +470,12 @@ fn publish_packet_id_presence_follows_qos() {
 #[test]
 fn publish_property_rules() {
     let with = |p: &[u8]| frame(0x30, &cat(&[&s("t"), &props(p), b"payload"]));
-    assert_protocol(&with(&[id::TOPIC_ALIAS, 0, 0]), V5, "[MQTT-3.3.2-8]");
+    assert_err(
+        &with(&[id::TOPIC_ALIAS, 0, 0]),
+        V5,
+        ReasonCode::TopicAliasInvalid,
+        "[MQTT-3.3.2-8]",
+    );
     assert_protocol(
         &with(&[id::PAYLOAD_FORMAT_INDICATOR, 2]),
         V5,
