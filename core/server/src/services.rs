@@ -1,0 +1,199 @@
+//! Backend registration and the broker's [`Services`], built from a checked
+//! configuration. This is the only place that knows which backend crates are
+//! compiled in (one cargo feature each).
+
+use std::collections::BTreeMap;
+
+use fogg_api::{Backend, BackendConfig, Registry, RegistryError};
+use fogg_broker::{ChainLink, Config, Services};
+
+use crate::config_loader::Provenance;
+use crate::error::{ConfigError, Key};
+use crate::validate::STORAGE_MEMORY;
+
+/// Every backend kind this build can create.
+pub fn registry() -> Registry {
+    #[allow(unused_mut)] // Mutated only when a backend feature is on.
+    let mut registry = Registry::new();
+    #[cfg(feature = "storage-memory")]
+    registry.register(Box::new(fogg_storage_memory::MemoryFactory));
+    registry
+}
+
+/// Build every `[backends.NAME]` instance and wire the broker's services.
+/// Expects a configuration that passed [`crate::validate::check`]; what a
+/// factory refuses (a bad setting) is reported against `backends.NAME`.
+pub fn build(
+    config: &Config,
+    provenance: &Provenance,
+    registry: &Registry,
+) -> Result<Services, ConfigError> {
+    let err = |key: Key, reason: String| ConfigError::key(provenance.origin(&key), key, reason);
+
+    // Every defined instance is built, used or not, so that `--check`
+    // catches a bad setting before the day the instance is put to use.
+    let mut backends = BTreeMap::new();
+    for (name, table) in &config.backends {
+        let mut settings = table.clone();
+        let kind = match settings.remove("kind") {
+            Some(toml::Value::String(kind)) => kind,
+            _ => {
+                return Err(err(
+                    Key::of(&["backends", name, "kind"]),
+                    "must be a string".to_owned(),
+                ));
+            }
+        };
+        let backend_config = BackendConfig {
+            name: name.clone(),
+            kind,
+            settings,
+        };
+        let backend = registry
+            .build(&backend_config)
+            .map_err(|e| registry_error(e, &err))?;
+        tracing::debug!(backend = %name, kind = %backend.kind, "backend built");
+        backends.insert(name.clone(), backend);
+    }
+    for name in backends.keys() {
+        let used = config.storage.backend == *name || config.auth.chain.contains(name);
+        if !used {
+            tracing::warn!(backend = %name, "backend is defined but not used by [storage] or [auth] chain");
+        }
+    }
+
+    let storage_key = Key::of(&["storage", "backend"]);
+    let store = match config.storage.backend.as_str() {
+        // A fresh instance, not shared with any named backend.
+        STORAGE_MEMORY => registry
+            .build(&BackendConfig {
+                name: STORAGE_MEMORY.to_owned(),
+                kind: STORAGE_MEMORY.to_owned(),
+                settings: toml::Table::new(),
+            })
+            .map_err(|e| registry_error(e, &err))?,
+        name => backends.get(name).cloned().ok_or_else(|| {
+            err(
+                storage_key.clone(),
+                format!("`{name}` is not a defined backend"),
+            )
+        })?,
+    };
+    // The factory's capabilities were checked; a factory whose instance then
+    // lacks a handle is a bug in that backend, reported rather than panicking.
+    let missing = |what: &str| {
+        err(
+            storage_key.clone(),
+            format!(
+                "backend `{}` (kind `{}`) built no {what} handle",
+                store.name, store.kind
+            ),
+        )
+    };
+    let sessions = store
+        .sessions
+        .clone()
+        .ok_or_else(|| missing("session store"))?;
+    let messages = store
+        .messages
+        .clone()
+        .ok_or_else(|| missing("message store"))?;
+    let retained = store
+        .retained
+        .clone()
+        .ok_or_else(|| missing("retained store"))?;
+
+    let chain = config
+        .auth
+        .chain
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let backend: &Backend = backends.get(name).ok_or_else(|| {
+                err(
+                    Key::of(&["auth", "chain"]).index(i),
+                    format!("`{name}` is not a defined backend"),
+                )
+            })?;
+            Ok(ChainLink {
+                name: name.clone(),
+                authenticator: backend.authenticator.clone(),
+                authorizer: backend.authorizer.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+
+    Ok(Services {
+        sessions,
+        messages,
+        retained,
+        chain,
+        // MQTT 5 enhanced authentication is not wired to configuration yet.
+        enhanced: Vec::new(),
+    })
+}
+
+fn registry_error(e: RegistryError, err: &impl Fn(Key, String) -> ConfigError) -> ConfigError {
+    match e {
+        RegistryError::UnknownKind { name, kind, known } => err(
+            Key::of(&["backends", &name, "kind"]),
+            format!("unknown backend kind `{kind}`; compiled-in kinds: {known}"),
+        ),
+        // The backend's message says which setting and why; it is masked
+        // by `ConfigError::key` because it may quote a URL.
+        RegistryError::Build { name, source } => {
+            err(Key::of(&["backends", &name]), source.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+    use crate::config_loader::load_dir;
+
+    fn build_files(files: &[(&str, &str)]) -> Result<Services, String> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            fs::write(dir.path().join(name), text).unwrap();
+        }
+        let loaded = load_dir(dir.path()).unwrap();
+        build(&loaded.config, &loaded.provenance, &registry()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn memory_is_compiled_in_by_default() {
+        assert_eq!(registry().kinds(), ["memory"]);
+    }
+
+    #[test]
+    fn the_defaults_build_a_memory_store_and_no_chain() {
+        let services = build_files(&[]).unwrap();
+        assert!(services.chain.is_empty());
+        assert!(services.enhanced.is_empty());
+    }
+
+    #[test]
+    fn a_named_backend_serves_storage() {
+        let services = build_files(&[(
+            "s.toml",
+            "[storage]\nbackend = \"mem\"\n[backends.mem]\nkind = \"memory\"\n",
+        )]);
+        assert!(services.is_ok());
+    }
+
+    #[test]
+    fn factory_refusals_name_the_backend_and_mask_urls() {
+        let Err(text) = build_files(&[(
+            "s.toml",
+            "[backends.mem]\nkind = \"memory\"\nurl = \"redis://u:hunter2@h\"\n",
+        )]) else {
+            panic!("the memory factory takes no settings");
+        };
+        assert!(text.contains("s.toml: backends.mem: "), "{text}");
+        assert!(text.contains("unknown key `url`"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+}
