@@ -182,6 +182,29 @@ impl Default for ListenerConfig {
     }
 }
 
+impl ListenerConfig {
+    /// Why this broker cannot serve the listener yet, as (key, reason).
+    /// `start()` refuses the same, so `--check` and startup always agree.
+    pub fn unsupported(&self) -> Option<(&'static str, String)> {
+        if self.kind != ListenerKind::Tcp {
+            return Some((
+                "kind",
+                format!(
+                    "listener kind `{}` is not supported yet; use `tcp`",
+                    self.kind
+                ),
+            ));
+        }
+        if self.proxy_protocol {
+            return Some((
+                "proxy_protocol",
+                "the PROXY protocol is not supported yet; set false".to_owned(),
+            ));
+        }
+        None
+    }
+}
+
 /// `[storage]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -49,11 +49,11 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("listeners[{index}] ({name}): kind `{kind}` (or proxy_protocol) is not supported yet")]
+    #[error("listeners[{index}] ({name}): {reason}")]
     UnsupportedListener {
         index: usize,
         name: String,
-        kind: config::ListenerKind,
+        reason: String,
     },
     #[error("loading {what} from storage: {source}")]
     Storage {
@@ -118,11 +118,11 @@ pub async fn start(config: Config, services: Services) -> Result<RunningBroker, 
     let mut addrs = Vec::new();
     let mut loops = Vec::new();
     for (index, lc) in config.listeners.iter().enumerate() {
-        if lc.kind != config::ListenerKind::Tcp || lc.proxy_protocol {
+        if let Some((_, reason)) = lc.unsupported() {
             return Err(StartError::UnsupportedListener {
                 index,
                 name: lc.name.clone(),
-                kind: lc.kind,
+                reason,
             });
         }
         let listener = listener::bind(lc.bind)
@@ -134,7 +134,7 @@ pub async fn start(config: Config, services: Services) -> Result<RunningBroker, 
                 source,
             })?;
         let local = listener.local_addr().unwrap_or(lc.bind);
-        tracing::info!(listener = %lc.name, addr = %local, "listening");
+        tracing::debug!(listener = %lc.name, addr = %local, "bound");
         addrs.push((lc.name.clone(), local));
         loops.push(AcceptLoop {
             listener,

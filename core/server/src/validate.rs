@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use fogg_api::{Capabilities, Concern, Registry};
 use fogg_broker::Config;
-use fogg_broker::config::ListenerKind;
 
 use crate::config_loader::Provenance;
 use crate::error::{ConfigError, Key};
@@ -110,22 +109,8 @@ fn check_listeners(
                 ),
             ));
         }
-        // Mirrors `StartError::UnsupportedListener` in fogg-broker, so that
-        // `--check` refuses what startup would; drop when the broker serves them.
-        if listener.kind != ListenerKind::Tcp {
-            return Err(err(
-                key.field("kind"),
-                format!(
-                    "listener kind `{}` is not supported yet; use `tcp`",
-                    listener.kind
-                ),
-            ));
-        }
-        if listener.proxy_protocol {
-            return Err(err(
-                key.field("proxy_protocol"),
-                "the PROXY protocol is not supported yet; set false".to_owned(),
-            ));
+        if let Some((field, reason)) = listener.unsupported() {
+            return Err(err(key.field(field), reason));
         }
         if listener.mountpoint.contains(['+', '#', '\0']) {
             return Err(err(
