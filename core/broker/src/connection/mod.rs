@@ -124,7 +124,9 @@ pub(crate) async fn serve<S>(
     };
     let span = tracing::info_span!("conn", peer = %peer, client_id = tracing::field::Empty);
     async move {
-        match conn.handshake(over_limit).await {
+        // Boxed: the handshake's state is large and only needed briefly;
+        // inline it would stay in every idle connection's task.
+        match Box::pin(conn.handshake(over_limit)).await {
             Some(client) => conn.run(client).await,
             None => {
                 let _ = conn.flush().await;
@@ -265,7 +267,7 @@ where
                         Ok(n) => {
                             self.last_read = Instant::now();
                             Metrics::add(&self.broker.metrics.bytes_received, n as u64);
-                            if let Some(close) = self.process_input(&mut client).await {
+                            if let Some(close) = Box::pin(self.process_input(&mut client)).await {
                                 break close;
                             }
                             self.fill_outgoing(&mut client);
@@ -287,7 +289,7 @@ where
                 }
             }
         };
-        self.finish(client, close).await;
+        Box::pin(self.finish(client, close)).await;
     }
 
     /// Decode and handle every complete packet in the read buffer.
