@@ -2,6 +2,7 @@
 //! backend chain (allow / deny / next). With no rule matching and no chain,
 //! everything is allowed, as in mosquitto with no ACL file.
 
+use fogg_api::dynamic::{BoxFuture, DynAuthorizer};
 use fogg_api::{BackendError, ClientInfo, Decision, PublishRequest, SubscribeRequest};
 
 use crate::config::{AclAction, AclRule, Permission};
@@ -46,20 +47,10 @@ impl Acl {
         if let Some(permission) = self.static_decision(client, Action::Publish, request.topic) {
             return Ok(permission == Permission::Allow);
         }
-        let mut asked = false;
-        for link in chain {
-            let Some(authorizer) = &link.authorizer else {
-                continue;
-            };
-            asked = true;
-            match authorizer.authorize_publish(client, request).await? {
-                Decision::Allow => return Ok(true),
-                Decision::Deny => return Ok(false),
-                Decision::Next => {}
-            }
-        }
-        // Nobody claimed the request: allowed only when nobody was asked.
-        Ok(!asked)
+        ask_chain(chain, |authorizer| {
+            authorizer.authorize_publish(client, request)
+        })
+        .await
     }
 
     /// Full check of one SUBSCRIBE filter.
@@ -72,20 +63,29 @@ impl Acl {
         if let Some(permission) = self.static_decision(client, Action::Subscribe, request.filter) {
             return Ok(permission == Permission::Allow);
         }
-        let mut asked = false;
-        for link in chain {
-            let Some(authorizer) = &link.authorizer else {
-                continue;
-            };
-            asked = true;
-            match authorizer.authorize_subscribe(client, request).await? {
-                Decision::Allow => return Ok(true),
-                Decision::Deny => return Ok(false),
-                Decision::Next => {}
-            }
-        }
-        Ok(!asked)
+        ask_chain(chain, |authorizer| {
+            authorizer.authorize_subscribe(client, request)
+        })
+        .await
     }
+}
+
+/// Ask each authorizer of the chain in order until one allows or denies.
+/// When every one passes, the request is allowed only if nobody was asked.
+async fn ask_chain<'a>(
+    chain: &'a [ChainLink],
+    ask: impl Fn(&'a dyn DynAuthorizer) -> BoxFuture<'a, Result<Decision, BackendError>>,
+) -> Result<bool, BackendError> {
+    let mut asked = false;
+    for authorizer in chain.iter().filter_map(|link| link.authorizer.as_deref()) {
+        asked = true;
+        match ask(authorizer).await? {
+            Decision::Allow => return Ok(true),
+            Decision::Deny => return Ok(false),
+            Decision::Next => {}
+        }
+    }
+    Ok(!asked)
 }
 
 fn rule_applies(rule: &AclRule, client: &ClientInfo, action: Action, target: &str) -> bool {
