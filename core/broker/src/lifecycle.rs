@@ -121,7 +121,7 @@ pub(crate) async fn detach(broker: &Arc<BrokerState>, client: Client, will_due: 
     };
     let delay = will.properties.will_delay_interval.unwrap_or(0);
     if delay == 0 || ended {
-        publish_will(broker, &client.info, will, session.id).await;
+        publish_will(broker, &client.info, *will, session.id).await;
         return;
     }
     // Taken over while the session lives on: the delayed will is cancelled.
@@ -151,7 +151,7 @@ pub(crate) async fn detach(broker: &Arc<BrokerState>, client: Client, will_due: 
         }
         let cancelled = session.state.lock().generation != generation;
         if !cancelled {
-            publish_will(&broker, &info, will, session.id).await;
+            publish_will(&broker, &info, *will, session.id).await;
         }
     });
 }

@@ -40,7 +40,7 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     /// Read and answer CONNECT. `None` when the connection must close.
-    pub(super) async fn handshake(&mut self, over_limit: bool) -> Option<Client> {
+    pub(super) async fn handshake(&mut self, over_limit: bool) -> Option<Box<Client>> {
         let deadline = self.broker.settings.connect_timeout;
         let connect = match tokio::time::timeout(deadline, self.read_connect()).await {
             Err(_) => {
@@ -139,7 +139,7 @@ where
         self.send(&Packet::ConnAck(ack));
     }
 
-    async fn accept(&mut self, connect: Box<Connect>) -> Result<Client, Refusal> {
+    async fn accept(&mut self, connect: Box<Connect>) -> Result<Box<Client>, Refusal> {
         let broker = self.broker.clone();
         let settings = &broker.settings;
         let v5 = connect.protocol.is_v5();
@@ -281,12 +281,12 @@ where
         );
 
         let connect = *connect;
-        Ok(Client {
+        Ok(Box::new(Client {
             session: attached.session,
             generation,
             info,
             keep_alive: Duration::from_secs(u64::from(keep_alive)),
-            will: connect.will,
+            will: connect.will.map(Box::new),
             session_expiry,
             max_packet_size: props.maximum_packet_size.unwrap_or(u32::MAX),
             client_alias_max: if v5 {
@@ -300,7 +300,7 @@ where
             kick: attached.kick,
             reauth: None,
             publish_acl: HashMap::new(),
-        })
+        }))
     }
 
     /// Enhanced authentication when CONNECT names a method, else the backend

@@ -462,7 +462,7 @@ where
                 "[MQTT-4.12.1-1] re-authentication must use the CONNECT's method",
             );
         }
-        let mut context = match (auth.reason, client.reauth.take()) {
+        let mut context = match (auth.reason, client.reauth.take().map(|b| *b)) {
             (ReasonCode::ReAuthenticate, None) => EnhancedAuthContext {
                 client_id: client.info.client_id.clone(),
                 username: client.info.username.clone(),
@@ -506,7 +506,7 @@ where
             AuthStep::Success { data } => (ReasonCode::Success, data),
             AuthStep::Continue { data, state } => {
                 context.state = state;
-                client.reauth = Some(context);
+                client.reauth = Some(Box::new(context));
                 (ReasonCode::ContinueAuthentication, data)
             }
             AuthStep::Failure => {

@@ -33,8 +33,10 @@ const PAUSE_READ_AT: usize = 1024 * 1024;
 const FILL_LIMIT: usize = 64 * 1024;
 /// Buffers larger than this are released once empty, so idle connections stay small.
 const KEEP_BUFFER: usize = 16 * 1024;
-/// Smallest read: large enough for typical packets, small enough for idle memory.
-const READ_CHUNK: usize = 1024;
+/// Read size for a quiet connection: idle clients hold only this much.
+const COLD_READ: usize = 64;
+/// Read size once reads come back full: a busy client is drained in few syscalls.
+const HOT_READ: usize = 8 * 1024;
 
 /// What a listener tells its connections.
 #[derive(Debug)]
@@ -64,7 +66,8 @@ pub(crate) struct Client {
     pub generation: u64,
     pub info: ClientInfo,
     pub keep_alive: Duration,
-    pub will: Option<Will>,
+    /// Boxed: most clients have none, and the Properties inside are large.
+    pub will: Option<Box<Will>>,
     /// Session Expiry Interval as currently in force.
     pub session_expiry: u32,
     /// The client's Maximum Packet Size (we never send larger).
@@ -79,7 +82,7 @@ pub(crate) struct Client {
     pub auth_method: Option<String>,
     pub kick: oneshot::Receiver<Kick>,
     /// A re-authentication in progress.
-    pub reauth: Option<fogg_api::EnhancedAuthContext>,
+    pub reauth: Option<Box<fogg_api::EnhancedAuthContext>>,
     /// ACL answers for this session, so a PUBLISH never waits on a backend
     /// twice: per topic, one per (QoS, retain) at `qos * 2 + retain`.
     pub publish_acl: HashMap<String, [Option<bool>; 6]>,
@@ -97,6 +100,8 @@ pub(crate) struct Connection<S> {
     pub last_read: Instant,
     /// The client's MQTT 5 Maximum Packet Size, once its CONNECT is read.
     pub peer_max_packet_size: u32,
+    /// Whether the last read brought more than a tiny packet (more is likely waiting).
+    read_hot: bool,
 }
 
 /// Serve one accepted connection until it ends.
@@ -121,6 +126,7 @@ pub(crate) async fn serve<S>(
         version: ProtocolVersion::V3_1_1,
         last_read: Instant::now(),
         peer_max_packet_size: u32::MAX,
+        read_hot: false,
     };
     let span = tracing::info_span!("conn", peer = %peer, client_id = tracing::field::Empty);
     async move {
@@ -161,7 +167,7 @@ where
 
     /// One read from the socket into `rbuf`. Returns false on EOF.
     async fn fill_read_buffer(&mut self) -> Result<bool, ReadError> {
-        self.rbuf.reserve(READ_CHUNK);
+        self.reserve_read();
         let n = self
             .reader
             .read_buf(&mut self.rbuf)
@@ -170,8 +176,7 @@ where
         if n == 0 {
             return Ok(false);
         }
-        self.last_read = Instant::now();
-        Metrics::add(&self.broker.metrics.bytes_received, n as u64);
+        self.note_read(n);
         Ok(true)
     }
 
@@ -199,11 +204,29 @@ where
         Ok(())
     }
 
+    /// Offer a small read to a quiet connection and a large one to a busy one.
+    fn reserve_read(&mut self) {
+        self.rbuf
+            .reserve(if self.read_hot { HOT_READ } else { COLD_READ });
+    }
+
+    fn note_read(&mut self, n: usize) {
+        self.read_hot = n >= COLD_READ;
+        self.last_read = Instant::now();
+        Metrics::add(&self.broker.metrics.bytes_received, n as u64);
+    }
+
     fn release_buffers(&mut self) {
         if self.wbuf.is_empty() && self.wbuf.capacity() > KEEP_BUFFER {
             self.wbuf = BytesMut::new();
         }
-        if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_BUFFER {
+        // A quiet connection gives its read buffer back; a busy one keeps it.
+        let keep = if self.read_hot {
+            KEEP_BUFFER
+        } else {
+            COLD_READ
+        };
+        if self.rbuf.is_empty() && self.rbuf.capacity() > keep {
             self.rbuf = BytesMut::new();
         }
     }
@@ -229,14 +252,17 @@ where
     }
 
     /// The connected phase.
-    async fn run(&mut self, mut client: Client) {
+    // `Client` is boxed: async fns keep their by-value arguments and locals
+    // side by side, and an inline Client would be stored twice in every
+    // connection's task.
+    async fn run(&mut self, mut client: Box<Client>) {
         let mut shutdown = self.broker.shutdown.clone();
         self.resume_inflight(&mut client);
         self.fill_outgoing(&mut client);
         let close = loop {
             let want_read = self.wbuf.len() < PAUSE_READ_AT;
             if want_read {
-                self.rbuf.reserve(READ_CHUNK);
+                self.reserve_read();
             }
             let keepalive_deadline = (!client.keep_alive.is_zero())
                 .then(|| self.last_read + client.keep_alive.mul_f32(1.5));
@@ -265,12 +291,12 @@ where
                     match res {
                         Ok(0) => break Close::Lost,
                         Ok(n) => {
-                            self.last_read = Instant::now();
-                            Metrics::add(&self.broker.metrics.bytes_received, n as u64);
+                            self.note_read(n);
                             if let Some(close) = Box::pin(self.process_input(&mut client)).await {
                                 break close;
                             }
                             self.fill_outgoing(&mut client);
+                            self.release_buffers();
                         }
                         Err(e) => {
                             tracing::debug!(error = %e, "read failed");
@@ -316,7 +342,7 @@ where
     }
 
     /// Send the last words, release the session, publish the will if due.
-    async fn finish(&mut self, client: Client, close: Close) {
+    async fn finish(&mut self, client: Box<Client>, close: Close) {
         let publish_will = match &close {
             Close::Normal => false,
             Close::NormalWithWill | Close::Lost | Close::Server(..) => true,
@@ -346,7 +372,7 @@ where
         let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
         let _ = self.writer.shutdown().await;
         Metrics::sub(&self.broker.metrics.clients_connected, 1);
-        crate::lifecycle::detach(&self.broker, client, publish_will).await;
+        crate::lifecycle::detach(&self.broker, *client, publish_will).await;
     }
 }
 
