@@ -6,10 +6,13 @@ use fogg_broker::bench_support::IndexFixture;
 fn filters(n: usize) -> Vec<String> {
     // A realistic mix: exact device topics, per-site wildcards, a few catch-alls.
     (0..n)
-        .map(|i| match i % 10 {
-            0 => format!("site/{}/+/temperature", i % 100),
-            1 => format!("site/{}/#", i % 100),
-            _ => format!("site/{}/device/{}/temperature", i % 100, i),
+        .map(|i| {
+            let site = (i / 10) % 100;
+            match i % 10 {
+                0 => format!("site/{site}/device/+/temperature"),
+                1 => format!("site/{site}/#"),
+                _ => format!("site/{site}/device/{i}/temperature"),
+            }
         })
         .collect()
 }
@@ -20,7 +23,8 @@ fn bench_match(c: &mut Criterion) {
     for n in [1_000usize, 100_000] {
         let filters = filters(n);
         let fixture = IndexFixture::new(filters.iter().map(String::as_str));
-        let topic = "site/42/device/4242/temperature";
+        // Matched by one exact filter and by the wildcards of site 44.
+        let topic = "site/44/device/442/temperature";
         assert!(fixture.match_count(topic) > 0);
         group.bench_with_input(BenchmarkId::new("subscriptions", n), &topic, |b, t| {
             b.iter(|| fixture.match_count(std::hint::black_box(t)))

@@ -70,7 +70,9 @@ impl fmt::Debug for Config {
 pub struct BrokerSettings {
     /// Where the embedded store lives.
     pub data_dir: PathBuf,
-    /// Seconds; > 0 caps the client's keep alive (sent as MQTT 5 Server Keep Alive).
+    /// Seconds; > 0 caps the client's keep alive. MQTT 5 clients are told the
+    /// cap (Server Keep Alive); MQTT 3.1/3.1.1 clients asking for more (or 0)
+    /// are refused with return code 2, as mosquitto does, since they cannot be told.
     pub max_keepalive: u16,
     /// Largest packet accepted, in bytes (MQTT 5 Maximum Packet Size sent in CONNACK).
     pub max_packet_size: u32,

@@ -110,7 +110,10 @@ fn check_listeners(
             ));
         }
         if let Some((field, reason)) = listener.unsupported() {
-            return Err(err(key.field(field), reason));
+            return Err(err(
+                key.field(field),
+                format!("listener `{}`: {reason}", listener.name),
+            ));
         }
         if listener.mountpoint.contains(['+', '#', '\0']) {
             return Err(err(

@@ -55,7 +55,10 @@ where
         };
         self.version = connect.protocol;
         self.peer_max_packet_size = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
-        tracing::Span::current().record("client_id", connect.client_id.as_str());
+        // An empty id is recorded once the broker has assigned one.
+        if !connect.client_id.is_empty() {
+            tracing::Span::current().record("client_id", connect.client_id.as_str());
+        }
         if over_limit {
             Metrics::add(&self.broker.metrics.connections_refused, 1);
             self.send_connack_error(refuse(

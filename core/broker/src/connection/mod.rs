@@ -132,7 +132,13 @@ pub(crate) async fn serve<S>(
     async move {
         // Boxed: the handshake's state is large and only needed briefly;
         // inline it would stay in every idle connection's task.
-        match Box::pin(conn.handshake(over_limit)).await {
+        let mut shutdown = conn.broker.shutdown.clone();
+        let handshake = tokio::select! {
+            client = Box::pin(conn.handshake(over_limit)) => client,
+            // A connection that never finishes CONNECT must not hold up shutdown.
+            _ = shutdown.changed() => None,
+        };
+        match handshake {
             Some(client) => conn.run(client).await,
             None => {
                 let _ = conn.flush().await;

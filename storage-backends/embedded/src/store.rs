@@ -1,0 +1,1225 @@
+//! The store: opening a directory, the group-commit writer, reads, and the
+//! background removal of cleared queues.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, sync_channel};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fogg_api::{
+    BackendError, ErrorKind, MessageStore, RetainStore, SessionKey, SessionStore, StoredMessage,
+    StoredSession,
+};
+use parking_lot::{Mutex, RwLock};
+
+use crate::codec::{self, DecodeError, EncodeError, QueueMeta};
+use crate::keys;
+
+/// How far a write must get before the store acknowledges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Written to the operating system (the journal's `write(2)` returned):
+    /// survives the broker process dying, not a power loss or kernel crash.
+    #[default]
+    Os,
+    /// On stable storage (`fdatasync` of the journal) before it is
+    /// acknowledged; concurrent writers share each sync (group commit).
+    Fsync,
+}
+
+impl Durability {
+    /// The configuration spelling (`durability = "os"` / `"fsync"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Os => "os",
+            Durability::Fsync => "fsync",
+        }
+    }
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The configured backend name, used in error messages.
+    pub name: String,
+    pub durability: Durability,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            name: "embedded".to_owned(),
+            durability: Durability::Os,
+        }
+    }
+}
+
+/// What the engine's journal recovery dropped when the store was opened.
+///
+/// fjall replays its journals at open and cuts each at the first record it
+/// cannot decode. After a crash that is the unfinished last write (never
+/// acknowledged); after damage to the file it may also be intact records
+/// behind the damaged one. Either way the store keeps everything before the
+/// cut, logs an error naming the journal, and keeps a copy of the dropped
+/// bytes in the data directory, so nothing disappears silently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalLoss {
+    /// The journal file that was cut.
+    pub journal: PathBuf,
+    /// Where it was cut.
+    pub offset: u64,
+    /// Non-zero bytes that were dropped after `offset`.
+    pub bytes: u64,
+    /// A copy of the journal as it was before recovery.
+    pub copy: PathBuf,
+}
+
+/// The lock file taken in the data directory.
+pub const LOCK_FILE: &str = "fogg-embedded.lock";
+/// The engine's own directory inside the data directory.
+pub const ENGINE_DIR: &str = "store";
+
+/// Written once into a new store; a store with another value is refused.
+const FORMAT_KEY: &[u8] = b"format";
+const FORMAT_VALUE: &[u8] = b"fogg-embedded/1";
+/// The next queue sequence number (store-wide, see `WriterState`).
+const NEXT_SEQ_KEY: &[u8] = b"next_seq";
+/// The most journal data kept before memtables are flushed to tables.
+pub const JOURNAL_CAP: u64 = 64 * 1024 * 1024; // fjall's minimum
+/// Queue keys removed per background purge batch.
+const PURGE_CHUNK: usize = 4096;
+
+/// Sessions, offline queues and retained messages in one directory on disk.
+///
+/// Cheap to share behind an `Arc`; dropping the last handle stops the
+/// background purge, syncs the journal and releases the directory lock.
+pub struct EmbeddedStore {
+    shared: Arc<Shared>,
+    purge: Purger,
+    journal_losses: Vec<JournalLoss>,
+}
+
+/// Everything the writers, readers and the purge thread share.
+///
+/// Field order is drop order: every engine handle goes before the lock file,
+/// so a new opener never finds the lock free while the engine is still open.
+struct Shared {
+    db: Database,
+    sessions: Keyspace,
+    queues: Keyspace,
+    queue_meta: Keyspace,
+    retained: Keyspace,
+    meta: Keyspace,
+    /// Per-session queue length and cleared floor, for every session with a
+    /// non-empty `QueueMeta`. Read without touching the disk; written only by
+    /// the group-commit leader, after its batch is committed.
+    metas: RwLock<HashMap<Vec<u8>, QueueMeta>>,
+    /// Held by the group-commit leader while it writes a batch.
+    writer: Mutex<WriterState>,
+    /// Jobs waiting for a leader.
+    pending: Mutex<Vec<Job>>,
+    durability: Durability,
+    name: String,
+    engine_dir: PathBuf,
+    _lock: File,
+}
+
+struct WriterState {
+    /// The next sequence number to hand out. One counter for the whole store
+    /// (as in the memory store): a queue dropped by `clear_queue` or
+    /// `delete_session` and started again still continues above every number
+    /// it ever had, and no per-session counter must outlive its session.
+    next_seq: u64,
+}
+
+/// One write, encoded before it reaches the writer.
+enum Op {
+    Enqueue {
+        session: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Remove {
+        session: Vec<u8>,
+        seq: u64,
+    },
+    ClearQueue {
+        session: Vec<u8>,
+    },
+    SaveSession {
+        session: Vec<u8>,
+        value: Vec<u8>,
+    },
+    DeleteSession {
+        session: Vec<u8>,
+    },
+    PutRetained {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    DeleteRetained {
+        key: Vec<u8>,
+    },
+    /// Physically remove cleared messages (all numbered `<= floor`); when
+    /// `done`, none is left and the floor can go.
+    Purge {
+        session: Vec<u8>,
+        floor: u64,
+        keys: Vec<Vec<u8>>,
+        done: bool,
+    },
+}
+
+/// What `Op::ClearQueue` / `Op::DeleteSession` answer when cleared messages
+/// are left for the purge thread.
+const PURGE_NEEDED: u64 = 1;
+
+type Reply = Result<u64, BackendError>;
+
+struct Job {
+    op: Op,
+    reply: SyncSender<Reply>,
+}
+
+/// The background thread that removes cleared messages.
+struct Purger {
+    tx: Option<Sender<Vec<u8>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+// ---------------------------------------------------------------- errors
+
+impl Shared {
+    fn error(&self, kind: ErrorKind, operation: &'static str, message: String) -> BackendError {
+        BackendError::new(kind, self.name.clone(), operation, message)
+    }
+
+    fn engine_error(&self, operation: &'static str, e: fjall::Error) -> BackendError {
+        engine_error(&self.name, &self.engine_dir, operation, e)
+    }
+
+    fn decode_error(&self, operation: &'static str, what: &str, e: DecodeError) -> BackendError {
+        self.error(
+            ErrorKind::InvalidData,
+            operation,
+            format!(
+                "corrupt {what} in the store at {}: {e}",
+                self.engine_dir.display()
+            ),
+        )
+    }
+}
+
+fn engine_error(
+    name: &str,
+    engine_dir: &Path,
+    operation: &'static str,
+    e: fjall::Error,
+) -> BackendError {
+    let (kind, what) = match &e {
+        fjall::Error::Io(_) => (ErrorKind::Unavailable, "I/O error"),
+        fjall::Error::Poisoned => (
+            ErrorKind::Unavailable,
+            "an earlier write failed; the store refuses writes until the broker restarts",
+        ),
+        fjall::Error::Locked => (ErrorKind::Unavailable, "the store is locked"),
+        fjall::Error::KeyspaceDeleted => (ErrorKind::Internal, "internal error"),
+        _ => (ErrorKind::InvalidData, "corrupt or unreadable data"),
+    };
+    let mut err = BackendError::new(
+        kind,
+        name.to_owned(),
+        operation,
+        format!("{what} in the store at {}: {e}", engine_dir.display()),
+    );
+    // A failed disk does not come back by retrying the same call.
+    err.retryable = false;
+    err.with_source(e)
+}
+
+fn encode_error(name: &str, operation: &'static str, e: EncodeError) -> BackendError {
+    BackendError::new(ErrorKind::InvalidData, name.to_owned(), operation, e.0)
+}
+
+fn join_error(name: &str, operation: &'static str, e: tokio::task::JoinError) -> BackendError {
+    BackendError::new(
+        ErrorKind::Internal,
+        name.to_owned(),
+        operation,
+        format!("storage task failed: {e}"),
+    )
+}
+
+// ---------------------------------------------------------------- opening
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the store in `dir`.
+    ///
+    /// Blocking: call it at start, or from `spawn_blocking`. Fails at once,
+    /// naming `dir`, when another process has it open; a store that cannot
+    /// be read gives an `InvalidData` error naming the engine directory.
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<EmbeddedStore, BackendError> {
+        let dir = dir.as_ref();
+        let name = options.name.as_str();
+        let fail = |kind, message: String| {
+            let mut e = BackendError::new(kind, name.to_owned(), "open", message);
+            e.retryable = false;
+            e
+        };
+        std::fs::create_dir_all(dir).map_err(|e| {
+            fail(
+                ErrorKind::Unavailable,
+                format!("cannot create the data directory {}: {e}", dir.display()),
+            )
+            .with_source(e)
+        })?;
+        let lock = take_lock(dir).map_err(|(kind, message)| fail(kind, message))?;
+        let engine_dir = dir.join(ENGINE_DIR);
+
+        let journals = JournalCheck::before_open(dir, &engine_dir)
+            .map_err(|e| fail(ErrorKind::Unavailable, e))?;
+
+        // The engine reports corruption as errors; the unwind guard is a last
+        // line of defence so that a panic deep in recovery still becomes an
+        // error naming the store rather than killing the broker.
+        let opened =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| open_engine(&engine_dir)));
+        let (db, keyspaces) = match opened {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(e)) => return Err(engine_error(name, &engine_dir, "open", e)),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("unknown panic");
+                return Err(fail(
+                    ErrorKind::InvalidData,
+                    format!(
+                        "the store at {} cannot be recovered: the engine failed with: {what}",
+                        engine_dir.display()
+                    ),
+                ));
+            }
+        };
+        let [sessions, queues, queue_meta, retained, meta] = keyspaces;
+        let journal_losses = journals.after_open();
+        for loss in &journal_losses {
+            tracing::error!(
+                backend = name,
+                journal = %loss.journal.display(),
+                offset = loss.offset,
+                bytes = loss.bytes,
+                copy = %loss.copy.display(),
+                "embedded store: journal recovery dropped bytes it could not read \
+                 (an unfinished write from a crash, or damage); the journal as it was is kept"
+            );
+        }
+
+        let shared = Shared {
+            db,
+            sessions,
+            queues,
+            queue_meta,
+            retained,
+            meta,
+            metas: RwLock::new(HashMap::new()),
+            writer: Mutex::new(WriterState { next_seq: 1 }),
+            pending: Mutex::new(Vec::new()),
+            durability: options.durability,
+            name: name.to_owned(),
+            engine_dir,
+            _lock: lock,
+        };
+        let to_purge = shared.load()?;
+        let shared = Arc::new(shared);
+        let purge = Purger::start(shared.clone());
+        for session in to_purge {
+            purge.schedule(session);
+        }
+        tracing::info!(
+            backend = %shared.name,
+            dir = %dir.display(),
+            durability = shared.durability.as_str(),
+            "embedded store opened"
+        );
+        Ok(EmbeddedStore {
+            shared,
+            purge,
+            journal_losses,
+        })
+    }
+
+    /// What journal recovery dropped at open (usually nothing).
+    pub fn journal_losses(&self) -> &[JournalLoss] {
+        &self.journal_losses
+    }
+
+    /// The durability level writes are acknowledged at.
+    pub fn durability(&self) -> Durability {
+        self.shared.durability
+    }
+
+    /// Bytes the engine uses on disk (tables and journals).
+    pub fn disk_space(&self) -> Result<u64, BackendError> {
+        self.shared
+            .db
+            .disk_space()
+            .map_err(|e| self.shared.engine_error("disk_space", e))
+    }
+
+    /// Syncs everything written so far to stable storage (whatever the
+    /// durability level). Blocking.
+    pub fn sync(&self) -> Result<(), BackendError> {
+        self.shared
+            .db
+            .persist(PersistMode::SyncAll)
+            .map_err(|e| self.shared.engine_error("sync", e))
+    }
+
+    /// Waits until no cleared queue is waiting to be removed from disk. For
+    /// tests and tools; the broker never needs to wait for it.
+    pub fn wait_for_purge(&self) {
+        loop {
+            let busy = self.shared.metas.read().values().any(|m| m.floor > 0);
+            if !busy {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Flushes memtables and compacts every keyspace into its last level, so
+    /// that removed data leaves the disk now rather than at the engine's next
+    /// compaction. Blocking and expensive: for tests and maintenance tools.
+    pub fn compact(&self) -> Result<(), BackendError> {
+        let s = &self.shared;
+        for ks in [&s.sessions, &s.queues, &s.queue_meta, &s.retained, &s.meta] {
+            ks.rotate_memtable_and_wait()
+                .map_err(|e| s.engine_error("compact", e))?;
+            ks.major_compact()
+                .map_err(|e| s.engine_error("compact", e))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("dir", &self.shared.engine_dir)
+            .field("durability", &self.shared.durability)
+            .field("queues", &self.shared.metas.read().len())
+            .finish()
+    }
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        self.purge.stop();
+        if let Err(e) = self.sync() {
+            tracing::error!(error = %e, "embedded store: final sync failed");
+        }
+    }
+}
+
+/// Creates and locks the lock file; `Err((kind, message))` names the directory.
+fn take_lock(dir: &Path) -> Result<File, (ErrorKind, String)> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| {
+            (
+                ErrorKind::Unavailable,
+                format!("cannot create the lock file {}: {e}", path.display()),
+            )
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err((
+            ErrorKind::Unavailable,
+            format!(
+                "the data directory {} is in use by another process (it holds the lock on {})",
+                dir.display(),
+                path.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err((
+            ErrorKind::Unavailable,
+            format!("cannot lock {}: {e}", path.display()),
+        )),
+    }
+}
+
+/// Notes every journal's data extent before the engine recovers it, keeping
+/// a copy, so that what recovery cuts off can be reported and kept.
+struct JournalCheck {
+    /// (journal, end of its non-zero data, copy of the data)
+    journals: Vec<(PathBuf, u64, PathBuf)>,
+    backup_dir: PathBuf,
+}
+
+const JOURNAL_BACKUP_DIR: &str = "journal-check.tmp";
+
+impl JournalCheck {
+    fn before_open(dir: &Path, engine_dir: &Path) -> Result<JournalCheck, String> {
+        let backup_dir = dir.join(JOURNAL_BACKUP_DIR);
+        let io = |what: &str, path: &Path, e: std::io::Error| {
+            format!("cannot {what} {}: {e}", path.display())
+        };
+        if backup_dir.exists() {
+            std::fs::remove_dir_all(&backup_dir).map_err(|e| io("remove", &backup_dir, e))?;
+        }
+        let mut journals = Vec::new();
+        let entries = match std::fs::read_dir(engine_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(JournalCheck {
+                    journals,
+                    backup_dir,
+                });
+            }
+            Err(e) => return Err(io("read", engine_dir, e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(|e| io("read", engine_dir, e))?.path();
+            if path.extension().is_none_or(|ext| ext != "jnl") {
+                continue;
+            }
+            let end = data_end(&path).map_err(|e| io("read", &path, e))?;
+            if end == 0 {
+                continue;
+            }
+            std::fs::create_dir_all(&backup_dir).map_err(|e| io("create", &backup_dir, e))?;
+            let copy = backup_dir.join(path.file_name().unwrap_or_default());
+            copy_prefix(&path, &copy, end).map_err(|e| io("copy", &path, e))?;
+            journals.push((path, end, copy));
+        }
+        Ok(JournalCheck {
+            journals,
+            backup_dir,
+        })
+    }
+
+    /// The journals the engine cut short of their data; their copies are
+    /// kept, every other copy removed.
+    fn after_open(self) -> Vec<JournalLoss> {
+        let mut losses = Vec::new();
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for (journal, end, copy) in self.journals {
+            // A journal the engine removed was fully applied and flushed.
+            let Ok(len) = std::fs::metadata(&journal).map(|m| m.len()) else {
+                continue;
+            };
+            if len >= end {
+                continue;
+            }
+            let name = journal
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let kept = self
+                .backup_dir
+                .parent()
+                .unwrap_or(&self.backup_dir)
+                .join(format!("journal-before-recovery-{stamp}-{name}"));
+            let copy = match std::fs::rename(&copy, &kept) {
+                Ok(()) => kept,
+                Err(_) => copy,
+            };
+            losses.push(JournalLoss {
+                journal,
+                offset: len,
+                bytes: end - len,
+                copy,
+            });
+        }
+        if losses.iter().all(|l| !l.copy.starts_with(&self.backup_dir)) {
+            let _ = std::fs::remove_dir_all(&self.backup_dir);
+        }
+        losses
+    }
+}
+
+/// The length of `path` without its trailing zero bytes (journals are
+/// preallocated, so their tail is zeros).
+fn data_end(path: &Path) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    const CHUNK: u64 = 1 << 20;
+    let mut file = File::open(path)?;
+    let mut end = file.metadata()?.len();
+    let mut buf = vec![0u8; CHUNK as usize];
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let chunk = &mut buf[..usize::try_from(end - start).unwrap_or(0)];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(last) = chunk.iter().rposition(|b| *b != 0) {
+            return Ok(start + last as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+fn copy_prefix(from: &Path, to: &Path, len: u64) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut source = File::open(from)?.take(len);
+    let mut target = File::create(to)?;
+    std::io::copy(&mut source, &mut target)?;
+    Ok(())
+}
+
+fn open_engine(engine_dir: &Path) -> fjall::Result<(Database, [Keyspace; 5])> {
+    let db = Database::builder(engine_dir)
+        // Bounded memory: the block cache plus the (small) memtables below.
+        .cache_size(32 * 1024 * 1024)
+        // Journals are deleted once their memtables are flushed. The cap
+        // bounds the disk a churning queue holds in journals (consumed
+        // messages included) and the journal replayed at start.
+        .max_journaling_size(JOURNAL_CAP)
+        .open()?;
+    let small = || KeyspaceCreateOptions::default().max_memtable_size(8 * 1024 * 1024);
+    let queues_options = || {
+        // Queue keys are read by range scans (read_queue) and by point
+        // lookups that mostly hit (remove checks the message exists).
+        KeyspaceCreateOptions::default()
+            .max_memtable_size(16 * 1024 * 1024)
+            .expect_point_read_hits(true)
+    };
+    let sessions = db.keyspace("sessions", small)?;
+    let queues = db.keyspace("queues", queues_options)?;
+    let queue_meta = db.keyspace("queue_meta", small)?;
+    let retained = db.keyspace("retained", small)?;
+    let meta = db.keyspace("meta", small)?;
+    Ok((db, [sessions, queues, queue_meta, retained, meta]))
+}
+
+impl Shared {
+    /// Checks the format marker, reads the sequence counter and the queue
+    /// metadata. Returns the sessions whose cleared messages still need to
+    /// be removed.
+    fn load(&self) -> Result<Vec<Vec<u8>>, BackendError> {
+        const OP: &str = "open";
+        match self
+            .meta
+            .get(FORMAT_KEY)
+            .map_err(|e| self.engine_error(OP, e))?
+        {
+            Some(format) if &*format == FORMAT_VALUE => {}
+            Some(other) => {
+                return Err(self.error(
+                    ErrorKind::InvalidData,
+                    OP,
+                    format!(
+                        "the store at {} has format {:?}; this build reads {:?}",
+                        self.engine_dir.display(),
+                        String::from_utf8_lossy(&other),
+                        String::from_utf8_lossy(FORMAT_VALUE)
+                    ),
+                ));
+            }
+            None => {
+                let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
+                batch.insert(&self.meta, FORMAT_KEY, FORMAT_VALUE);
+                batch.commit().map_err(|e| self.engine_error(OP, e))?;
+            }
+        }
+        let next_seq = match self
+            .meta
+            .get(NEXT_SEQ_KEY)
+            .map_err(|e| self.engine_error(OP, e))?
+        {
+            Some(v) => codec::decode_u64(&v, "sequence counter")
+                .map_err(|e| self.decode_error(OP, "sequence counter", e))?,
+            None => 1,
+        };
+        self.writer.lock().next_seq = next_seq;
+
+        let mut metas = HashMap::new();
+        let mut to_purge = Vec::new();
+        for item in self.queue_meta.iter() {
+            let (key, value) = item.into_inner().map_err(|e| self.engine_error(OP, e))?;
+            let meta = codec::decode_meta(&value)
+                .map_err(|e| self.decode_error(OP, "queue metadata", e))?;
+            if meta.floor > 0 {
+                to_purge.push(key.to_vec());
+            }
+            metas.insert(key.to_vec(), meta);
+        }
+        *self.metas.write() = metas;
+        Ok(to_purge)
+    }
+}
+
+// ---------------------------------------------------------------- writing
+
+impl Shared {
+    /// Runs one write through group commit and returns its answer.
+    ///
+    /// The caller queues its job, then takes the writer lock. If the leader
+    /// before it already committed the job, the answer is waiting; otherwise
+    /// it becomes the leader and commits every queued job (its own and any
+    /// that arrived while the previous leader was writing or syncing) as one
+    /// engine batch: one journal write, and in `fsync` mode one `fdatasync`,
+    /// shared by all of them. This is LevelDB's writer queue, without a
+    /// dedicated thread: the jobs run on the callers' blocking threads.
+    fn submit(&self, op: Op) -> Reply {
+        let (reply, answer) = sync_channel(1);
+        self.pending.lock().push(Job { op, reply });
+        let mut state = self.writer.lock();
+        if let Ok(answer) = answer.try_recv() {
+            return answer;
+        }
+        let jobs = std::mem::take(&mut *self.pending.lock());
+        self.commit_group(&mut state, jobs);
+        drop(state);
+        answer.recv().unwrap_or_else(|_| {
+            Err(self.error(
+                ErrorKind::Internal,
+                "write",
+                "the write was lost by the group commit".to_owned(),
+            ))
+        })
+    }
+
+    fn commit_group(&self, state: &mut WriterState, jobs: Vec<Job>) {
+        let persist = match self.durability {
+            Durability::Os => PersistMode::Buffer,
+            // The journal is preallocated, so its data (and the block
+            // allocation fdatasync also flushes) is all a commit needs.
+            Durability::Fsync => PersistMode::SyncData,
+        };
+        let mut group = Group {
+            batch: self.db.batch().durability(Some(persist)),
+            metas: HashMap::new(),
+            removed: HashSet::new(),
+            next_seq: state.next_seq,
+        };
+        let answers: Vec<Reply> = jobs
+            .iter()
+            .map(|job| self.apply(&mut group, &job.op))
+            .collect();
+
+        let Group {
+            mut batch,
+            metas,
+            next_seq,
+            ..
+        } = group;
+        for (session, meta) in &metas {
+            if meta.is_empty() {
+                batch.remove(&self.queue_meta, session.as_slice());
+            } else {
+                batch.insert(
+                    &self.queue_meta,
+                    session.as_slice(),
+                    codec::encode_meta(meta),
+                );
+            }
+        }
+        if next_seq != state.next_seq {
+            batch.insert(&self.meta, NEXT_SEQ_KEY, codec::encode_u64(next_seq));
+        }
+
+        match batch.commit() {
+            Ok(()) => {
+                state.next_seq = next_seq;
+                let mut shared_metas = self.metas.write();
+                for (session, meta) in metas {
+                    if meta.is_empty() {
+                        shared_metas.remove(&session);
+                    } else {
+                        shared_metas.insert(session, meta);
+                    }
+                }
+                drop(shared_metas);
+                for (job, answer) in jobs.into_iter().zip(answers) {
+                    // A caller that went away no longer needs its answer.
+                    let _ = job.reply.send(answer);
+                }
+            }
+            Err(e) => {
+                let e = self.engine_error("write", e);
+                tracing::error!(error = %e, "embedded store: commit failed");
+                for (job, answer) in jobs.into_iter().zip(answers) {
+                    let answer = answer.and_then(|_| {
+                        let mut copy = self.error(e.kind, "write", e.message.clone());
+                        copy.retryable = e.retryable;
+                        Err(copy)
+                    });
+                    let _ = job.reply.send(answer);
+                }
+            }
+        }
+    }
+
+    /// Adds one job's writes to the group's batch.
+    fn apply(&self, group: &mut Group, op: &Op) -> Reply {
+        match op {
+            Op::Enqueue { session, value } => {
+                let seq = group.next_seq;
+                group.next_seq += 1;
+                group.batch.insert(
+                    &self.queues,
+                    keys::queue_key(session, seq),
+                    value.as_slice(),
+                );
+                self.group_meta(group, session).len += 1;
+                Ok(seq)
+            }
+            Op::Remove { session, seq } => {
+                let Some(meta) = self.existing_meta(group, session) else {
+                    return Ok(0);
+                };
+                if *seq <= meta.floor {
+                    return Ok(0); // cleared already; the purge removes it
+                }
+                let key = keys::queue_key(session, *seq);
+                if group.removed.contains(&key) {
+                    return Ok(0);
+                }
+                let exists = self
+                    .queues
+                    .contains_key(&key)
+                    .map_err(|e| self.engine_error("remove", e))?;
+                if exists {
+                    group.batch.remove(&self.queues, key.as_slice());
+                    group.removed.insert(key);
+                    let meta = self.group_meta(group, session);
+                    meta.len = meta.len.saturating_sub(1);
+                }
+                Ok(0)
+            }
+            Op::ClearQueue { session } => Ok(self.clear(group, session)),
+            Op::SaveSession { session, value } => {
+                group
+                    .batch
+                    .insert(&self.sessions, session.as_slice(), value.as_slice());
+                Ok(0)
+            }
+            Op::DeleteSession { session } => {
+                group.batch.remove(&self.sessions, session.as_slice());
+                Ok(self.clear(group, session))
+            }
+            Op::PutRetained { key, value } => {
+                group
+                    .batch
+                    .insert(&self.retained, key.as_slice(), value.as_slice());
+                Ok(0)
+            }
+            Op::DeleteRetained { key } => {
+                group.batch.remove(&self.retained, key.as_slice());
+                Ok(0)
+            }
+            Op::Purge {
+                session,
+                floor,
+                keys,
+                done,
+            } => {
+                for key in keys {
+                    group.batch.remove(&self.queues, key.as_slice());
+                }
+                if *done && self.existing_meta(group, session).is_some() {
+                    let meta = self.group_meta(group, session);
+                    // A later clear raised the floor: its purge is scheduled.
+                    if meta.floor == *floor {
+                        meta.floor = 0;
+                    }
+                }
+                Ok(0)
+            }
+        }
+    }
+
+    /// Makes every message of `session` invisible in one write: the floor
+    /// rises to the highest number handed out so far.
+    fn clear(&self, group: &mut Group, session: &[u8]) -> u64 {
+        let Some(meta) = self.existing_meta(group, session) else {
+            return 0;
+        };
+        if meta.len == 0 && meta.floor == 0 {
+            return 0;
+        }
+        let floor = group.next_seq - 1;
+        let meta = self.group_meta(group, session);
+        meta.len = 0;
+        meta.floor = floor;
+        PURGE_NEEDED
+    }
+
+    /// The session's metadata as this group sees it, if it has any.
+    fn existing_meta(&self, group: &Group, session: &[u8]) -> Option<QueueMeta> {
+        match group.metas.get(session) {
+            Some(meta) => Some(*meta),
+            None => self.metas.read().get(session).copied(),
+        }
+        .filter(|meta| !meta.is_empty())
+    }
+
+    /// The session's metadata in this group, created on first use.
+    fn group_meta<'g>(&self, group: &'g mut Group, session: &[u8]) -> &'g mut QueueMeta {
+        if !group.metas.contains_key(session) {
+            let current = self.metas.read().get(session).copied().unwrap_or_default();
+            group.metas.insert(session.to_vec(), current);
+        }
+        group.metas.entry(session.to_vec()).or_default()
+    }
+}
+
+/// The writes of one group commit being assembled.
+struct Group {
+    batch: fjall::OwnedWriteBatch,
+    /// Metadata of every session this group touches, as it will be after it.
+    metas: HashMap<Vec<u8>, QueueMeta>,
+    /// Queue keys this group removes (a second remove of one is a no-op).
+    removed: HashSet<Vec<u8>>,
+    next_seq: u64,
+}
+
+// ---------------------------------------------------------------- purging
+
+impl Purger {
+    fn start(shared: Arc<Shared>) -> Purger {
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_stop = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("fogg-embedded-purge".to_owned())
+            .spawn(move || purge_loop(&shared, &rx, &thread_stop));
+        match thread {
+            Ok(thread) => Purger {
+                tx: Some(tx),
+                stop,
+                thread: Some(thread),
+            },
+            Err(e) => {
+                // Cleared messages stay invisible and are removed at the next
+                // start; the store works without the thread.
+                tracing::error!(error = %e, "embedded store: cannot start the purge thread");
+                Purger {
+                    tx: None,
+                    stop,
+                    thread: None,
+                }
+            }
+        }
+    }
+
+    fn schedule(&self, session: Vec<u8>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(session);
+        }
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn purge_loop(shared: &Shared, rx: &Receiver<Vec<u8>>, stop: &AtomicBool) {
+    while let Ok(session) = rx.recv() {
+        if let Err(e) = purge_session(shared, &session, stop) {
+            tracing::warn!(error = %e, "embedded store: removing cleared messages failed; retried at next start");
+        }
+    }
+}
+
+/// Removes the cleared messages of one session, a chunk per batch.
+fn purge_session(shared: &Shared, session: &[u8], stop: &AtomicBool) -> Result<(), BackendError> {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let floor = match shared.metas.read().get(session) {
+            Some(meta) if meta.floor > 0 => meta.floor,
+            _ => return Ok(()),
+        };
+        // Messages at or below the floor are never written again, so they
+        // can be listed outside the writer lock.
+        let mut keys = Vec::with_capacity(PURGE_CHUNK);
+        let range = keys::queue_key(session, 0)..=keys::queue_key(session, floor);
+        for item in shared.queues.range(range).take(PURGE_CHUNK) {
+            let key = item.key().map_err(|e| shared.engine_error("purge", e))?;
+            keys.push(key.to_vec());
+        }
+        let done = keys.len() < PURGE_CHUNK;
+        shared.submit(Op::Purge {
+            session: session.to_vec(),
+            floor,
+            keys,
+            done,
+        })?;
+        if done {
+            return Ok(());
+        }
+    }
+}
+
+// ---------------------------------------------------------------- async glue
+
+impl EmbeddedStore {
+    /// Runs a write on a blocking thread through group commit.
+    async fn write(&self, operation: &'static str, op: Op) -> Reply {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.submit(op))
+            .await
+            .map_err(|e| join_error(&self.shared.name, operation, e))?
+    }
+
+    /// Runs a read on a blocking thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        f: impl FnOnce(&Shared) -> Result<T, BackendError> + Send + 'static,
+    ) -> Result<T, BackendError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || f(&shared))
+            .await
+            .map_err(|e| join_error(&self.shared.name, operation, e))?
+    }
+
+    fn after_clear(&self, session: Vec<u8>, answer: u64) {
+        if answer == PURGE_NEEDED {
+            self.purge.schedule(session);
+        }
+    }
+}
+
+fn session_key_of(key: &SessionKey) -> Vec<u8> {
+    keys::session_key(&key.mountpoint, &key.client_id)
+}
+
+impl SessionStore for EmbeddedStore {
+    async fn save_session(&self, session: &StoredSession) -> Result<(), BackendError> {
+        let value = codec::encode_session(session)
+            .map_err(|e| encode_error(&self.shared.name, "save_session", e))?;
+        let session = session_key_of(&session.key);
+        self.write("save_session", Op::SaveSession { session, value })
+            .await
+            .map(drop)
+    }
+
+    async fn load_session(&self, key: &SessionKey) -> Result<Option<StoredSession>, BackendError> {
+        let key = key.clone();
+        self.read("load_session", move |s| {
+            let Some(value) = s
+                .sessions
+                .get(session_key_of(&key))
+                .map_err(|e| s.engine_error("load_session", e))?
+            else {
+                return Ok(None);
+            };
+            codec::decode_session(key, &value)
+                .map(Some)
+                .map_err(|e| s.decode_error("load_session", "session", e))
+        })
+        .await
+    }
+
+    async fn delete_session(&self, key: &SessionKey) -> Result<(), BackendError> {
+        let session = session_key_of(key);
+        let answer = self
+            .write(
+                "delete_session",
+                Op::DeleteSession {
+                    session: session.clone(),
+                },
+            )
+            .await?;
+        self.after_clear(session, answer);
+        Ok(())
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<StoredSession>, BackendError> {
+        self.read("list_sessions", |s| {
+            let mut out = Vec::new();
+            for item in s.sessions.iter() {
+                let (key, value) = item
+                    .into_inner()
+                    .map_err(|e| s.engine_error("list_sessions", e))?;
+                let Some((mountpoint, client_id)) = keys::decode_session_key(&key) else {
+                    return Err(s.decode_error(
+                        "list_sessions",
+                        "session key",
+                        DecodeError(format!("{key:?} is not a session key")),
+                    ));
+                };
+                let key = SessionKey::new(mountpoint, client_id);
+                out.push(
+                    codec::decode_session(key, &value)
+                        .map_err(|e| s.decode_error("list_sessions", "session", e))?,
+                );
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+impl MessageStore for EmbeddedStore {
+    async fn enqueue(
+        &self,
+        key: &SessionKey,
+        message: &StoredMessage,
+    ) -> Result<u64, BackendError> {
+        let value = codec::encode_message(message)
+            .map_err(|e| encode_error(&self.shared.name, "enqueue", e))?;
+        let session = session_key_of(key);
+        self.write("enqueue", Op::Enqueue { session, value }).await
+    }
+
+    async fn read_queue(
+        &self,
+        key: &SessionKey,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, StoredMessage)>, BackendError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let session = session_key_of(key);
+        let floor = self
+            .shared
+            .metas
+            .read()
+            .get(&session)
+            .map_or(0, |meta| meta.floor);
+        let Some(start) = after.max(floor).checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        self.read("read_queue", move |s| {
+            let range = keys::queue_key(&session, start)..=keys::queue_key(&session, u64::MAX);
+            let mut out = Vec::new();
+            for item in s.queues.range(range).take(limit) {
+                let (key, value) = item
+                    .into_inner()
+                    .map_err(|e| s.engine_error("read_queue", e))?;
+                let seq = keys::queue_key_seq(&session, &key).ok_or_else(|| {
+                    s.decode_error(
+                        "read_queue",
+                        "queue key",
+                        DecodeError(format!("{key:?} is not in the session's queue")),
+                    )
+                })?;
+                let message = codec::decode_message(&value)
+                    .map_err(|e| s.decode_error("read_queue", "queued message", e))?;
+                out.push((seq, message));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn remove(&self, key: &SessionKey, seq: u64) -> Result<(), BackendError> {
+        let session = session_key_of(key);
+        if !self.shared.metas.read().contains_key(&session) {
+            return Ok(()); // no queue: nothing to remove, no need to write
+        }
+        self.write("remove", Op::Remove { session, seq })
+            .await
+            .map(drop)
+    }
+
+    async fn queue_len(&self, key: &SessionKey) -> Result<usize, BackendError> {
+        let session = session_key_of(key);
+        let len = self
+            .shared
+            .metas
+            .read()
+            .get(&session)
+            .map_or(0, |meta| meta.len);
+        Ok(usize::try_from(len).unwrap_or(usize::MAX))
+    }
+
+    async fn clear_queue(&self, key: &SessionKey) -> Result<(), BackendError> {
+        let session = session_key_of(key);
+        let answer = self
+            .write(
+                "clear_queue",
+                Op::ClearQueue {
+                    session: session.clone(),
+                },
+            )
+            .await?;
+        self.after_clear(session, answer);
+        Ok(())
+    }
+}
+
+impl RetainStore for EmbeddedStore {
+    async fn put_retained(
+        &self,
+        mountpoint: &str,
+        message: &StoredMessage,
+    ) -> Result<(), BackendError> {
+        let value = codec::encode_message(message)
+            .map_err(|e| encode_error(&self.shared.name, "put_retained", e))?;
+        let key = keys::retained_key(mountpoint, &message.topic);
+        self.write("put_retained", Op::PutRetained { key, value })
+            .await
+            .map(drop)
+    }
+
+    async fn delete_retained(&self, mountpoint: &str, topic: &str) -> Result<(), BackendError> {
+        let key = keys::retained_key(mountpoint, topic);
+        self.write("delete_retained", Op::DeleteRetained { key })
+            .await
+            .map(drop)
+    }
+
+    async fn match_retained(
+        &self,
+        mountpoint: &str,
+        filter: &str,
+    ) -> Result<Vec<StoredMessage>, BackendError> {
+        let mountpoint = mountpoint.to_owned();
+        let filter = filter.to_owned();
+        self.read("match_retained", move |s| {
+            crate::retained::matching(&s.retained, &mountpoint, &filter).map_err(|e| match e {
+                crate::retained::Error::Engine(e) => s.engine_error("match_retained", e),
+                crate::retained::Error::Decode(e) => {
+                    s.decode_error("match_retained", "retained message", e)
+                }
+            })
+        })
+        .await
+    }
+
+    async fn list_retained(&self) -> Result<Vec<(String, StoredMessage)>, BackendError> {
+        self.read("list_retained", |s| {
+            let mut out = Vec::new();
+            for item in s.retained.iter() {
+                let (key, value) = item
+                    .into_inner()
+                    .map_err(|e| s.engine_error("list_retained", e))?;
+                let mountpoint = keys::retained_key_mountpoint(&key).ok_or_else(|| {
+                    s.decode_error(
+                        "list_retained",
+                        "retained key",
+                        DecodeError(format!("{key:?} is not a retained key")),
+                    )
+                })?;
+                let message = codec::decode_message(&value)
+                    .map_err(|e| s.decode_error("list_retained", "retained message", e))?;
+                out.push((mountpoint, message));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
