@@ -233,16 +233,37 @@ impl ListenerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// `embedded`, `memory`, or the name of a `[backends.NAME]` instance.
+    /// `embedded` (on disk under `[broker] data_dir`), `memory`, or the name
+    /// of a `[backends.NAME]` instance.
     pub backend: String,
+    /// For the embedded store: `os` (written to the operating system before
+    /// an acknowledgement; survives the process dying) or `fsync` (on disk;
+    /// survives power loss).
+    pub durability: Durability,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        // The embedded on-disk store is the contract's default; until its crate
-        // lands the in-memory store stands in (see storage-backends/README.md).
         StorageConfig {
-            backend: "memory".to_owned(),
+            backend: "embedded".to_owned(),
+            durability: Durability::Os,
+        }
+    }
+}
+
+/// How far a write must get before the broker acknowledges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    Os,
+    Fsync,
+}
+
+impl Durability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Os => "os",
+            Durability::Fsync => "fsync",
         }
     }
 }

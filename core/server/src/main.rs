@@ -88,7 +88,12 @@ fn prepare(cli: &Cli) -> Result<Prepared, ConfigError> {
     }
     let registry = services::registry();
     validate::check(&loaded.config, &loaded.provenance, &registry)?;
-    let services = services::build(&loaded.config, &loaded.provenance, &registry)?;
+    let storage = if cli.check {
+        services::Storage::CheckOnly
+    } else {
+        services::Storage::Open
+    };
+    let services = services::build(&loaded.config, &loaded.provenance, &registry, storage)?;
     Ok(Prepared {
         loaded,
         services,

@@ -9,7 +9,7 @@ use fogg_broker::{ChainLink, Config, Services};
 
 use crate::config_loader::Provenance;
 use crate::error::{ConfigError, Key};
-use crate::validate::STORAGE_MEMORY;
+use crate::validate::{STORAGE_EMBEDDED, STORAGE_MEMORY};
 
 /// Every backend kind this build can create.
 pub fn registry() -> Registry {
@@ -17,16 +17,27 @@ pub fn registry() -> Registry {
     let mut registry = Registry::new();
     #[cfg(feature = "storage-memory")]
     registry.register(Box::new(fogg_storage_memory::MemoryFactory));
+    #[cfg(feature = "storage-embedded")]
+    registry.register(Box::new(fogg_storage_embedded::EmbeddedFactory));
     registry
 }
 
 /// Build every `[backends.NAME]` instance and wire the broker's services.
 /// Expects a configuration that passed [`crate::validate::check`]; what a
 /// factory refuses (a bad setting) is reported against `backends.NAME`.
+/// Whether the built-in on-disk store is opened (at start) or only checked
+/// (`--check` must not lock the data directory of a broker already running).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    Open,
+    CheckOnly,
+}
+
 pub fn build(
     config: &Config,
     provenance: &Provenance,
     registry: &Registry,
+    storage: Storage,
 ) -> Result<Services, ConfigError> {
     let err = |key: Key, reason: String| ConfigError::key(provenance.origin(&key), key, reason);
 
@@ -63,7 +74,36 @@ pub fn build(
     }
 
     let storage_key = Key::of(&["storage", "backend"]);
+    let builtin = |kind: &str, settings: toml::Table| {
+        registry
+            .build(&BackendConfig {
+                name: kind.to_owned(),
+                kind: kind.to_owned(),
+                settings,
+            })
+            .map_err(|e| registry_error(e, &err))
+    };
     let store = match config.storage.backend.as_str() {
+        STORAGE_EMBEDDED if storage == Storage::Open => {
+            let mut settings = toml::Table::new();
+            settings.insert(
+                "path".to_owned(),
+                toml::Value::String(config.broker.data_dir.display().to_string()),
+            );
+            settings.insert(
+                "durability".to_owned(),
+                toml::Value::String(config.storage.durability.as_str().to_owned()),
+            );
+            builtin(STORAGE_EMBEDDED, settings).map_err(|e| {
+                err(
+                    Key::of(&["broker", "data_dir"]),
+                    format!("cannot open the embedded store: {e}"),
+                )
+            })?
+        }
+        // Checking only: the services are never started, and the real store
+        // may be held by a running broker.
+        STORAGE_EMBEDDED => builtin(STORAGE_MEMORY, toml::Table::new())?,
         // A fresh instance, not shared with any named backend.
         STORAGE_MEMORY => registry
             .build(&BackendConfig {
@@ -160,12 +200,18 @@ mod tests {
             fs::write(dir.path().join(name), text).unwrap();
         }
         let loaded = load_dir(dir.path()).unwrap();
-        build(&loaded.config, &loaded.provenance, &registry()).map_err(|e| e.to_string())
+        build(
+            &loaded.config,
+            &loaded.provenance,
+            &registry(),
+            Storage::CheckOnly,
+        )
+        .map_err(|e| e.to_string())
     }
 
     #[test]
-    fn memory_is_compiled_in_by_default() {
-        assert_eq!(registry().kinds(), ["memory"]);
+    fn the_stores_are_compiled_in_by_default() {
+        assert_eq!(registry().kinds(), ["embedded", "memory"]);
     }
 
     #[test]

@@ -187,12 +187,14 @@ fn check_storage(
     let key = Key::of(&["storage", "backend"]);
     let backend = config.storage.backend.as_str();
     match backend {
-        STORAGE_EMBEDDED => Err(err(
-            key,
-            "the embedded store is not compiled in yet (issue 3); use backend = \"memory\" for \
-             now (sessions, offline queues and retained messages are then lost on restart)"
-                .to_owned(),
-        )),
+        STORAGE_EMBEDDED => match registry.capabilities(STORAGE_EMBEDDED) {
+            Some(_) => Ok(()),
+            None => Err(err(
+                key,
+                "the embedded store is not compiled in (cargo feature `storage-embedded`)"
+                    .to_owned(),
+            )),
+        },
         STORAGE_MEMORY => match registry.capabilities(STORAGE_MEMORY) {
             Some(_) => Ok(()),
             None => Err(err(
@@ -396,7 +398,9 @@ mod tests {
     fn unsupported_listener_kinds_are_refused() {
         let text = check_files(&[("l.toml", "[[listeners]]\nkind = \"wss\"\n")]);
         assert!(
-            text.contains("listeners[0].kind: listener kind `wss` is not supported yet"),
+            text.contains(
+                "listeners[0].kind: listener `mqtt`: listener kind `wss` is not supported yet"
+            ),
             "{text}"
         );
     }
@@ -420,9 +424,9 @@ mod tests {
     }
 
     #[test]
-    fn embedded_storage_is_refused_with_a_way_out() {
+    fn embedded_storage_is_accepted() {
         let text = check_files(&[("s.toml", "[storage]\nbackend = \"embedded\"\n")]);
-        assert!(text.contains("storage.backend: the embedded store is not compiled in yet (issue 3); use backend = \"memory\""), "{text}");
+        assert!(text.is_empty(), "{text}");
     }
 
     #[test]
@@ -440,7 +444,7 @@ mod tests {
             "b.toml",
             "[backends.pg]\nkind = \"postgres\"\nurl = \"postgres://u:pw@h/db\"\n",
         )]);
-        assert!(text.contains("b.toml: backends.pg.kind: unknown backend kind `postgres`; compiled-in kinds: memory"), "{text}");
+        assert!(text.contains("b.toml: backends.pg.kind: unknown backend kind `postgres`; compiled-in kinds: embedded, memory"), "{text}");
     }
 
     #[test]
@@ -453,7 +457,7 @@ mod tests {
         let text = check_files(&[("b.toml", "[backends.x]\nurl = \"redis://h\"\n")]);
         assert!(
             text.contains(
-                "b.toml: backends.x.kind: missing required key; compiled-in kinds: memory"
+                "b.toml: backends.x.kind: missing required key; compiled-in kinds: embedded, memory"
             ),
             "{text}"
         );

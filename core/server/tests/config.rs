@@ -34,7 +34,12 @@ fn dir_with(files: &[(&str, &str)]) -> TempDir {
 }
 
 fn check(dir: &Path) -> Output {
-    fogg()
+    let mut command = fogg();
+    // The default data_dir is ./data: keep anything relative inside the temp dir.
+    if dir.is_dir() {
+        command.current_dir(dir);
+    }
+    command
         .arg("--config-dir")
         .arg(dir)
         .arg("--check")
@@ -293,7 +298,7 @@ fn unknown_backend_kind_lists_the_compiled_in_kinds() {
     assert_config_error(
         &out,
         &[&format!(
-            "{}: backends.pg.kind: unknown backend kind `postgres`; compiled-in kinds: memory",
+            "{}: backends.pg.kind: unknown backend kind `postgres`; compiled-in kinds: embedded, memory",
             path_in(&dir, "b.toml")
         )],
     );
@@ -325,15 +330,15 @@ fn a_backend_that_cannot_serve_its_concern() {
 }
 
 #[test]
-fn embedded_storage_is_refused_for_now() {
-    let dir = dir_with(&[("s.toml", "[storage]\nbackend = \"embedded\"\n")]);
-    assert_config_error(
-        &check(dir.path()),
-        &[&format!(
-            "{}: storage.backend: the embedded store is not compiled in yet (issue 3); use backend = \"memory\" for now",
-            path_in(&dir, "s.toml")
-        )],
-    );
+fn check_does_not_open_the_embedded_store() {
+    // `--check` beside a running broker must not take its data directory.
+    let dir = dir_with(&[(
+        "s.toml",
+        "[storage]\nbackend = \"embedded\"\n[broker]\ndata_dir = \"store-here\"\n",
+    )]);
+    let out = check(dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!dir.path().join("store-here").exists());
 }
 
 #[test]
@@ -392,6 +397,8 @@ impl Running {
         let mut child = fogg()
             .arg("--config-dir")
             .arg(dir)
+            // The default data_dir is ./data: keep it inside the temp dir.
+            .current_dir(dir)
             .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -525,7 +532,12 @@ fn a_port_in_use_fails_startup_naming_the_file() {
         "l.toml",
         &format!("[[listeners]]\nname = \"busy\"\nbind = \"{addr}\"\n"),
     )]);
-    let out = fogg().arg("--config-dir").arg(dir.path()).output().unwrap();
+    let out = fogg()
+        .arg("--config-dir")
+        .arg(dir.path())
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains(&path_in(&dir, "l.toml")), "{err}");
