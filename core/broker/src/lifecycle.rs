@@ -238,6 +238,9 @@ pub(crate) async fn persist(broker: &BrokerState, session: &Session) {
                 .collect(),
         }
     };
+    // Marked before the write: if the write fails half-way the store may
+    // still hold the session, and ending it must then delete it.
+    session.mark_stored();
     if let Err(e) = broker.services.sessions.save_session(&stored).await {
         tracing::warn!(client_id = %session.key.client_id, error = %e, "could not save session");
     }
@@ -283,6 +286,7 @@ pub(crate) async fn restore(broker: &Arc<BrokerState>) -> Result<(), crate::Star
             stored.protocol,
             stored.expiry_interval,
         ));
+        session.mark_stored();
         for sub in &stored.subscriptions {
             if let Ok(parsed) = crate::topics::parse_filter(&sub.filter) {
                 broker.add_subscription(

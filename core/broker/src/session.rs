@@ -107,6 +107,9 @@ pub(crate) struct Session {
     /// goes out at the end of the session if that comes first.
     pub end: Notify,
     online: AtomicBool,
+    /// Whether the session store may hold this session, so ending a clean
+    /// session never costs a store round trip.
+    stored: AtomicBool,
 }
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
@@ -134,6 +137,7 @@ impl Session {
             wake: Notify::new(),
             end: Notify::new(),
             online: AtomicBool::new(false),
+            stored: AtomicBool::new(false),
         }
     }
 
@@ -143,6 +147,14 @@ impl Session {
 
     pub fn set_online(&self, online: bool) {
         self.online.store(online, Ordering::Relaxed);
+    }
+
+    pub fn is_stored(&self) -> bool {
+        self.stored.load(Ordering::Relaxed)
+    }
+
+    pub fn mark_stored(&self) {
+        self.stored.store(true, Ordering::Relaxed);
     }
 
     /// Offer a message; wakes the connection when queued while online.

@@ -207,6 +207,9 @@ impl BrokerState {
         };
         session.end.notify_waiters();
         self.reroute_shared(session, pending);
+        if !session.is_stored() {
+            return;
+        }
         if let Err(e) = self.services.sessions.delete_session(&session.key).await {
             tracing::warn!(client_id = %session.key.client_id, error = %e, "could not delete session from storage");
         }
