@@ -80,6 +80,24 @@ impl Backend {
         }
     }
 
+    /// An instance whose one store serves sessions, queues and retained
+    /// messages (so deleting a session through one handle is seen by the others).
+    pub fn with_storage<S>(
+        name: impl Into<String>,
+        kind: impl Into<String>,
+        store: Arc<S>,
+    ) -> Backend
+    where
+        S: crate::SessionStore + crate::MessageStore + crate::RetainStore,
+    {
+        Backend {
+            sessions: Some(store.clone()),
+            messages: Some(store.clone()),
+            retained: Some(store),
+            ..Backend::new(name, kind)
+        }
+    }
+
     /// Whether this instance has a handle for `concern`.
     pub fn serves(&self, concern: Concern) -> bool {
         match concern {

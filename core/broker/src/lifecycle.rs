@@ -198,20 +198,14 @@ async fn publish_will(broker: &Arc<BrokerState>, info: &ClientInfo, will: Will, 
             return;
         }
     }
-    let mut properties = will.properties;
-    let expires_at = properties
-        .message_expiry_interval
-        .map(|secs| tokio::time::Instant::now().into_std() + Duration::from_secs(u64::from(secs)));
-    properties.will_delay_interval = None;
-    let message = Arc::new(Message {
-        topic: will.topic,
-        payload: will.payload,
-        qos: will.qos,
-        retain: will.retain,
-        properties,
-        expires_at,
+    let message = Arc::new(Message::new(
+        will.topic,
+        will.payload,
+        will.qos,
+        will.retain,
+        will.properties,
         origin,
-    });
+    ));
     tracing::debug!(client_id = %info.client_id, topic = %message.topic, "publishing will");
     if let Err(e) = broker.publish(&info.mountpoint, message).await {
         tracing::warn!(client_id = %info.client_id, error = %e, "will: retained store failed");

@@ -27,6 +27,34 @@ pub(crate) struct Message {
 }
 
 impl Message {
+    /// A message as published by a client (or as its will): the properties
+    /// that belong to one connection or subscription are dropped, and the
+    /// Message Expiry Interval becomes a deadline.
+    pub fn new(
+        topic: String,
+        payload: Bytes,
+        qos: QoS,
+        retain: bool,
+        mut properties: Properties,
+        origin: u64,
+    ) -> Message {
+        properties.topic_alias = None;
+        properties.subscription_identifiers.clear();
+        properties.will_delay_interval = None;
+        let expires_at = properties
+            .message_expiry_interval
+            .map(|secs| Instant::now() + Duration::from_secs(u64::from(secs)));
+        Message {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties,
+            expires_at,
+            origin,
+        }
+    }
+
     pub fn is_expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
     }
@@ -78,7 +106,6 @@ impl Message {
 /// subscription, so it can go to another member if this session ends.
 #[derive(Debug, Clone)]
 pub(crate) struct SharedOrigin {
-    pub mountpoint: Arc<str>,
     pub group: Arc<str>,
     pub filter: Arc<str>,
 }

@@ -99,7 +99,7 @@ impl BrokerState {
                     j += 1;
                 }
             }
-            if let Some(delivery) = merge_targets(mountpoint, &message, &targets[i..j]) {
+            if let Some(delivery) = merge_targets(&message, &targets[i..j]) {
                 let session = &targets[i].subscriber.session;
                 delivered += 1;
                 if session.enqueue(delivery, &limits) != Enqueued::Queued {
@@ -125,7 +125,7 @@ impl BrokerState {
             }
             let members =
                 self.topics
-                    .shared_members(&origin.mountpoint, &origin.group, &origin.filter);
+                    .shared_members(&ending.key.mountpoint, &origin.group, &origin.filter);
             let candidate = members
                 .iter()
                 .filter(|m| m.session.id != ending.id)
@@ -232,7 +232,7 @@ impl BrokerState {
     }
 }
 
-fn merge_targets(mountpoint: &str, message: &Arc<Message>, targets: &[Target]) -> Option<Delivery> {
+fn merge_targets(message: &Arc<Message>, targets: &[Target]) -> Option<Delivery> {
     let mut qos: Option<QoS> = None;
     let mut retain = false;
     let mut ids = Vec::new();
@@ -251,7 +251,6 @@ fn merge_targets(mountpoint: &str, message: &Arc<Message>, targets: &[Target]) -
         }
         if let Some((group, filter)) = &target.shared {
             shared = Some(SharedOrigin {
-                mountpoint: Arc::from(mountpoint),
                 group: group.clone(),
                 filter: filter.clone(),
             });

@@ -31,6 +31,7 @@ pub(crate) struct Target {
 }
 
 struct SharedGroup {
+    name: Arc<str>,
     /// The filter without its `$share/group/` prefix.
     filter: Arc<str>,
     members: Vec<Subscriber>,
@@ -117,6 +118,7 @@ impl TopicIndex {
                     .shared
                     .entry(Box::from(group))
                     .or_insert_with(|| SharedGroup {
+                        name: Arc::from(group),
                         filter: Arc::from(parsed.filter),
                         members: Vec::new(),
                         next: AtomicUsize::new(0),
@@ -255,11 +257,11 @@ fn take_all(node: &Node, policy: SharedPolicy, out: &mut Vec<Target>) {
         subscriber: s.clone(),
         shared: None,
     }));
-    for (name, group) in &node.shared {
+    for group in node.shared.values() {
         if let Some(member) = pick_member(group, policy) {
             out.push(Target {
                 subscriber: member.clone(),
-                shared: Some((Arc::from(&**name), group.filter.clone())),
+                shared: Some((group.name.clone(), group.filter.clone())),
             });
         }
     }

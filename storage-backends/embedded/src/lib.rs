@@ -129,11 +129,11 @@ impl BackendFactory for EmbeddedFactory {
                 durability: settings.durability,
             },
         )?);
-        let mut backend = Backend::new(config.name.clone(), EmbeddedFactory::KIND);
-        backend.sessions = Some(store.clone());
-        backend.messages = Some(store.clone());
-        backend.retained = Some(store);
-        Ok(backend)
+        Ok(Backend::with_storage(
+            config.name.clone(),
+            EmbeddedFactory::KIND,
+            store,
+        ))
     }
 }
 

@@ -263,11 +263,11 @@ impl BackendFactory for MemoryFactory {
         // One store behind all three handles: deleting a session through
         // `sessions` must drop its queue as seen through `messages`.
         let store = Arc::new(MemoryStore::new());
-        let mut backend = Backend::new(config.name.clone(), MemoryFactory::KIND);
-        backend.sessions = Some(store.clone());
-        backend.messages = Some(store.clone());
-        backend.retained = Some(store);
-        Ok(backend)
+        Ok(Backend::with_storage(
+            config.name.clone(),
+            MemoryFactory::KIND,
+            store,
+        ))
     }
 }
 

@@ -1,7 +1,6 @@
 //! Handling of every packet a connected client may send.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use fogg_api::{AuthStep, EnhancedAuthContext, PublishRequest, SubscribeRequest};
 use fogg_codec::{
@@ -152,12 +151,8 @@ where
                 "[MQTT-3.3.2-1] empty topic name without a topic alias",
             );
         }
-        if let Err(e) = topic::validate_topic_name(&publish.topic) {
-            return violation(
-                ReasonCode::TopicNameInvalid,
-                format!("{} {}", e.rule, e.detail),
-            );
-        }
+        // Wildcards and U+0000 were refused by the decoder ([MQTT-3.3.2-2]),
+        // and an alias only ever maps to a topic that passed it.
         if publish.topic.split('/').count() > self.broker.settings.max_topic_levels {
             return violation(
                 ReasonCode::TopicNameInvalid,
@@ -194,14 +189,15 @@ where
             }
         }
 
-        let reason = match self.publish_reason(client, &publish).await {
+        let qos = publish.qos;
+        let reason = match self.publish_reason(client, publish).await {
             Ok(reason) => reason,
             Err(close) => return Some(close),
         };
         // MQTT 3.x cannot carry a refusal: the message is dropped, yet
         // acknowledged so the client does not resend it forever.
         let ack_reason = if v5 { reason } else { ReasonCode::Success };
-        match publish.qos {
+        match qos {
             QoS::AtMostOnce => None,
             QoS::AtLeastOnce => {
                 self.send_ack(Packet::PubAck, packet_id, ack_reason);
@@ -221,7 +217,7 @@ where
     async fn publish_reason(
         &mut self,
         client: &mut Client,
-        publish: &Publish,
+        publish: Publish,
     ) -> Result<ReasonCode, Close> {
         if publish.properties.payload_format_indicator == Some(1)
             && std::str::from_utf8(&publish.payload).is_err()
@@ -235,25 +231,20 @@ where
             }
             return Ok(ReasonCode::PayloadFormatInvalid);
         }
-        if !self.may_publish(client, publish).await {
+        if !self.may_publish(client, &publish).await {
             tracing::debug!(topic = %publish.topic, "PUBLISH not authorized");
             return Ok(ReasonCode::NotAuthorized);
         }
-        let mut properties = publish.properties.clone();
-        properties.topic_alias = None;
-        properties.subscription_identifiers.clear();
-        let expires_at = properties
-            .message_expiry_interval
-            .map(|secs| Instant::now() + Duration::from_secs(u64::from(secs)));
-        let message = Arc::new(Message {
-            topic: publish.topic.clone(),
-            payload: publish.payload.clone(),
-            qos: publish.qos,
-            retain: publish.retain,
-            properties,
-            expires_at,
-            origin: client.session.id,
-        });
+        // The decoded packet is moved, not copied: payload and topic are
+        // shared from here on by every queue the message reaches.
+        let message = Arc::new(Message::new(
+            publish.topic,
+            publish.payload,
+            publish.qos,
+            publish.retain,
+            publish.properties,
+            client.session.id,
+        ));
         match self.broker.publish(&client.info.mountpoint, message).await {
             Ok(0) => Ok(ReasonCode::NoMatchingSubscribers),
             Ok(_) => Ok(ReasonCode::Success),
@@ -283,7 +274,6 @@ where
             .await
         {
             Ok(allowed) => {
-                // Bounded so a client cycling through topics cannot grow it forever.
                 if let Some(answers) = client.publish_acl.get_mut(&publish.topic) {
                     answers[slot] = Some(allowed);
                 } else {

@@ -94,7 +94,7 @@ where
     ) -> bool {
         let message = &delivery.message;
         let v5 = self.version.is_v5();
-        let properties = if v5 {
+        let mut properties = if v5 {
             let mut p = message.properties.clone();
             p.subscription_identifiers = delivery.subscription_ids.clone();
             // [MQTT-3.3.2-6]: forward the remaining lifetime, not the original.
@@ -103,27 +103,27 @@ where
         } else {
             Properties::default()
         };
-        let mut publish = Publish {
+        // An alias already known to the client replaces the topic (no copy of it).
+        let known_alias = v5
+            .then(|| client.outbound_aliases.get(&message.topic).copied())
+            .flatten();
+        let new_alias = (v5
+            && known_alias.is_none()
+            && client.outbound_aliases.len() < usize::from(client.client_alias_max))
+        .then(|| (client.outbound_aliases.len() + 1) as u16);
+        properties.topic_alias = known_alias.or(new_alias);
+        let packet = Packet::Publish(Publish {
             dup,
             qos: delivery.qos,
             retain: delivery.retain,
-            topic: message.topic.clone(),
+            topic: match known_alias {
+                Some(_) => String::new(),
+                None => message.topic.clone(),
+            },
             packet_id,
             payload: message.payload.clone(),
             properties,
-        };
-        let mut new_alias = None;
-        if v5 && client.client_alias_max > 0 {
-            if let Some(&alias) = client.outbound_aliases.get(&message.topic) {
-                publish.topic.clear();
-                publish.properties.topic_alias = Some(alias);
-            } else if client.outbound_aliases.len() < usize::from(client.client_alias_max) {
-                let alias = (client.outbound_aliases.len() + 1) as u16;
-                publish.properties.topic_alias = Some(alias);
-                new_alias = Some(alias);
-            }
-        }
-        let packet = Packet::Publish(publish);
+        });
         if fogg_codec::encoded_len(&packet, self.version) > client.max_packet_size as usize {
             tracing::debug!(topic = %message.topic, "message larger than the client's maximum packet size; dropped for this client");
             Metrics::add(&self.broker.metrics.publish_dropped, 1);
