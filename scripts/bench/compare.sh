@@ -19,7 +19,7 @@ OUT=""
 BUILD=1
 IDLE_CONNECTIONS=10000
 MOSQUITTO="${MOSQUITTO:-/usr/sbin/mosquitto}"
-ALL_SCENARIOS="pairs-q0 pairs-q1 pairs-q2 fan-in-q0 fan-out-q0 latency-q1 idle connect-rate"
+ALL_SCENARIOS="pairs-q0 pairs-q1 pairs-q2 fan-in-q0 fan-out-q0 latency-q1 idle connect-rate persist-q1 persist-q1-single"
 
 usage() {
     cat <<EOF
@@ -127,13 +127,21 @@ EOF
             BROKER_PID=$!
             ;;
         mosquitto)
+            # Persistent-session scenarios run mosquitto with its persistence
+            # on (a snapshot every autosave_interval, its default of 30 min).
+            local persistence=false
+            case "${SCENARIO:-}" in persist-*) persistence=true ;; esac
             cat > "$dir/mosquitto.conf" <<EOF
 listener $port 127.0.0.1
 allow_anonymous true
 max_queued_messages 10000
-persistence false
+persistence $persistence
+persistence_location $dir/
 EOF
             chmod 644 "$dir/mosquitto.conf"
+            # mosquitto started as root drops to its own user, which must be
+            # able to write its persistence file here.
+            chmod 777 "$dir"
             "$MOSQUITTO" -c "$dir/mosquitto.conf" > "$dir/broker.log" 2>&1 &
             BROKER_PID=$!
             ;;
@@ -201,6 +209,10 @@ bench_args() {
         latency-q1) echo "latency --rate 5000 --qos 1 --duration $DURATION" ;;
         idle) echo "idle --connections $IDLE_CONNECTIONS" ;;
         connect-rate) echo "connect-rate --concurrency 50 --duration $DURATION" ;;
+        # Subscribers with clean session off: fogg writes every message to
+        # its embedded store before the PUBACK.
+        persist-q1) echo "pairs --pairs 50 --qos 1 --inflight 100 --persistent --duration $DURATION" ;;
+        persist-q1-single) echo "pairs --pairs 1 --qos 1 --inflight 100 --persistent --duration $DURATION" ;;
     esac
 }
 
@@ -211,6 +223,7 @@ for round in $(seq 1 "$ROUNDS"); do
         for broker in fogg mosquitto; do
             dir="$OUT/r$round/$scenario/$broker"
             port="$(free_port)"
+            SCENARIO="$scenario"
             if ! start_broker "$broker" "$port" "$dir"; then
                 jq -nc --arg b "$broker" --arg s "$scenario" --argjson r "$round" \
                     '{broker:$b, key:$s, round:$r, rc:-1, ok:false, metrics:{}, errors:["broker did not start"]}' >> "$RESULTS"

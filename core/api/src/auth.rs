@@ -2,11 +2,12 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use fogg_codec::{ProtocolVersion, QoS};
 
-use crate::BackendError;
+use crate::{AclRules, BackendError, PublishDecision, SubscribeDecision};
 
 /// A three-way answer: backends in a chain say allow, deny, or pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,12 +33,55 @@ pub struct ConnectInfo {
     pub clean_start: bool,
 }
 
+/// What a backend grants with "yes" at CONNECT.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Grant {
+    /// The client's access rules, evaluated by the broker for the whole
+    /// connection (VerneMQ's model); `None` leaves authorization to the static
+    /// rules and the chain's authorizers.
+    pub acl: Option<Arc<AclRules>>,
+}
+
+/// The answer at CONNECT.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthDecision {
+    Allow(Grant),
+    /// Wrong credentials (CONNACK 0x86 / 0x04).
+    Deny,
+    /// "Not mine": ask the next backend.
+    Next,
+}
+
+impl AuthDecision {
+    /// Allowed, with no rules of its own.
+    pub fn allow() -> AuthDecision {
+        AuthDecision::Allow(Grant::default())
+    }
+
+    /// Allowed, with these rules for the connection.
+    pub fn allow_with(acl: AclRules) -> AuthDecision {
+        AuthDecision::Allow(Grant {
+            acl: Some(Arc::new(acl)),
+        })
+    }
+}
+
+impl From<Decision> for AuthDecision {
+    fn from(decision: Decision) -> AuthDecision {
+        match decision {
+            Decision::Allow => AuthDecision::allow(),
+            Decision::Deny => AuthDecision::Deny,
+            Decision::Next => AuthDecision::Next,
+        }
+    }
+}
+
 /// Checks credentials at CONNECT.
 pub trait Authenticator: Send + Sync + 'static {
     fn authenticate(
         &self,
         info: &ConnectInfo,
-    ) -> impl Future<Output = Result<Decision, BackendError>> + Send;
+    ) -> impl Future<Output = Result<AuthDecision, BackendError>> + Send;
 }
 
 /// The identity of an established session, for ACL checks.
@@ -66,19 +110,22 @@ pub struct SubscribeRequest<'a> {
     pub qos: QoS,
 }
 
-/// Decides what an authenticated client may publish and subscribe to.
+/// Decides, per request, what an authenticated client may publish and
+/// subscribe to (backends that cannot hand over [`AclRules`] at CONNECT, such
+/// as files re-read on change or webhooks). The broker caches the answers per
+/// connection.
 pub trait Authorizer: Send + Sync + 'static {
     fn authorize_publish(
         &self,
         client: &ClientInfo,
         request: &PublishRequest<'_>,
-    ) -> impl Future<Output = Result<Decision, BackendError>> + Send;
+    ) -> impl Future<Output = Result<PublishDecision, BackendError>> + Send;
 
     fn authorize_subscribe(
         &self,
         client: &ClientInfo,
         request: &SubscribeRequest<'_>,
-    ) -> impl Future<Output = Result<Decision, BackendError>> + Send;
+    ) -> impl Future<Output = Result<SubscribeDecision, BackendError>> + Send;
 }
 
 /// One round of MQTT 5 enhanced authentication (AUTH packets, spec 4.12).

@@ -10,20 +10,21 @@ use std::pin::Pin;
 use bytes::Bytes;
 
 use crate::{
-    AuthStep, Authenticator, Authorizer, BackendError, ClientInfo, ConnectInfo, Decision,
-    EnhancedAuthContext, EnhancedAuthenticator, MessageStore, PublishRequest, RetainStore,
-    SessionKey, SessionStore, StoredMessage, StoredSession, SubscribeRequest,
+    AuthCache, AuthDecision, AuthStep, Authenticator, Authorizer, BackendError, ClientInfo,
+    ConnectInfo, DeliveryState, EnhancedAuthContext, EnhancedAuthenticator, MessageStore,
+    PublishDecision, PublishRequest, RetainStore, SessionKey, SessionStore, StoredMessage,
+    StoredSession, SubscribeDecision, SubscribeRequest,
 };
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 type Res<T> = Result<T, BackendError>;
 
 pub trait DynAuthenticator: Send + Sync {
-    fn authenticate<'a>(&'a self, info: &'a ConnectInfo) -> BoxFuture<'a, Res<Decision>>;
+    fn authenticate<'a>(&'a self, info: &'a ConnectInfo) -> BoxFuture<'a, Res<AuthDecision>>;
 }
 
 impl<T: Authenticator> DynAuthenticator for T {
-    fn authenticate<'a>(&'a self, info: &'a ConnectInfo) -> BoxFuture<'a, Res<Decision>> {
+    fn authenticate<'a>(&'a self, info: &'a ConnectInfo) -> BoxFuture<'a, Res<AuthDecision>> {
         Box::pin(Authenticator::authenticate(self, info))
     }
 }
@@ -33,13 +34,13 @@ pub trait DynAuthorizer: Send + Sync {
         &'a self,
         client: &'a ClientInfo,
         request: &'a PublishRequest<'a>,
-    ) -> BoxFuture<'a, Res<Decision>>;
+    ) -> BoxFuture<'a, Res<PublishDecision>>;
 
     fn authorize_subscribe<'a>(
         &'a self,
         client: &'a ClientInfo,
         request: &'a SubscribeRequest<'a>,
-    ) -> BoxFuture<'a, Res<Decision>>;
+    ) -> BoxFuture<'a, Res<SubscribeDecision>>;
 }
 
 impl<T: Authorizer> DynAuthorizer for T {
@@ -47,7 +48,7 @@ impl<T: Authorizer> DynAuthorizer for T {
         &'a self,
         client: &'a ClientInfo,
         request: &'a PublishRequest<'a>,
-    ) -> BoxFuture<'a, Res<Decision>> {
+    ) -> BoxFuture<'a, Res<PublishDecision>> {
         Box::pin(Authorizer::authorize_publish(self, client, request))
     }
 
@@ -55,7 +56,7 @@ impl<T: Authorizer> DynAuthorizer for T {
         &'a self,
         client: &'a ClientInfo,
         request: &'a SubscribeRequest<'a>,
-    ) -> BoxFuture<'a, Res<Decision>> {
+    ) -> BoxFuture<'a, Res<SubscribeDecision>> {
         Box::pin(Authorizer::authorize_subscribe(self, client, request))
     }
 }
@@ -124,6 +125,29 @@ pub trait DynMessageStore: Send + Sync {
     fn remove<'a>(&'a self, key: &'a SessionKey, seq: u64) -> BoxFuture<'a, Res<()>>;
     fn queue_len<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Res<usize>>;
     fn clear_queue<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Res<()>>;
+    fn enqueue_many<'a>(
+        &'a self,
+        keys: &'a [SessionKey],
+        message: &'a StoredMessage,
+    ) -> BoxFuture<'a, Res<Vec<u64>>>;
+    fn remove_many<'a>(&'a self, key: &'a SessionKey, seqs: &'a [u64]) -> BoxFuture<'a, Res<()>>;
+    fn set_delivery_state<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        seq: u64,
+        state: Option<DeliveryState>,
+    ) -> BoxFuture<'a, Res<()>>;
+    fn delivery_states<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> BoxFuture<'a, Res<Vec<(u64, DeliveryState)>>>;
+    fn set_incoming_qos2<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        packet_id: u16,
+        pending: bool,
+    ) -> BoxFuture<'a, Res<()>>;
+    fn incoming_qos2<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Res<Vec<u16>>>;
 }
 
 impl<T: MessageStore> DynMessageStore for T {
@@ -150,6 +174,43 @@ impl<T: MessageStore> DynMessageStore for T {
     }
     fn clear_queue<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Res<()>> {
         Box::pin(MessageStore::clear_queue(self, key))
+    }
+    fn enqueue_many<'a>(
+        &'a self,
+        keys: &'a [SessionKey],
+        message: &'a StoredMessage,
+    ) -> BoxFuture<'a, Res<Vec<u64>>> {
+        Box::pin(MessageStore::enqueue_many(self, keys, message))
+    }
+    fn remove_many<'a>(&'a self, key: &'a SessionKey, seqs: &'a [u64]) -> BoxFuture<'a, Res<()>> {
+        Box::pin(MessageStore::remove_many(self, key, seqs))
+    }
+    fn set_delivery_state<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        seq: u64,
+        state: Option<DeliveryState>,
+    ) -> BoxFuture<'a, Res<()>> {
+        Box::pin(MessageStore::set_delivery_state(self, key, seq, state))
+    }
+    fn delivery_states<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> BoxFuture<'a, Res<Vec<(u64, DeliveryState)>>> {
+        Box::pin(MessageStore::delivery_states(self, key))
+    }
+    fn set_incoming_qos2<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        packet_id: u16,
+        pending: bool,
+    ) -> BoxFuture<'a, Res<()>> {
+        Box::pin(MessageStore::set_incoming_qos2(
+            self, key, packet_id, pending,
+        ))
+    }
+    fn incoming_qos2<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Res<Vec<u16>>> {
+        Box::pin(MessageStore::incoming_qos2(self, key))
     }
 }
 
@@ -193,5 +254,29 @@ impl<T: RetainStore> DynRetainStore for T {
     }
     fn list_retained(&self) -> BoxFuture<'_, Res<Vec<(String, StoredMessage)>>> {
         Box::pin(RetainStore::list_retained(self))
+    }
+}
+
+pub trait DynAuthCache: Send + Sync {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Res<Option<Bytes>>>;
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        ttl: std::time::Duration,
+    ) -> BoxFuture<'a, Res<()>>;
+}
+
+impl<T: AuthCache> DynAuthCache for T {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Res<Option<Bytes>>> {
+        Box::pin(AuthCache::get(self, key))
+    }
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        ttl: std::time::Duration,
+    ) -> BoxFuture<'a, Res<()>> {
+        Box::pin(AuthCache::set(self, key, value, ttl))
     }
 }

@@ -10,22 +10,32 @@
 //! next backend in the chain is asked. Failures are a [`BackendError`], never a
 //! denial: a database outage must not look like a wrong password.
 
+pub mod acl;
 pub mod auth;
+pub mod cache;
 pub mod dynamic;
 pub mod error;
+pub mod layers;
 pub mod registry;
 pub mod storage;
 
-pub use auth::{
-    AuthStep, Authenticator, Authorizer, ClientInfo, ConnectInfo, Decision, EnhancedAuthContext,
-    EnhancedAuthenticator, PublishRequest, SubscribeRequest,
+pub use acl::{
+    AclRules, PublishDecision, PublishModifiers, PublishRule, SubscribeDecision, SubscribeRule,
+    SubscriptionRewrite,
 };
+pub use auth::{
+    AuthDecision, AuthStep, Authenticator, Authorizer, ClientInfo, ConnectInfo, Decision,
+    EnhancedAuthContext, EnhancedAuthenticator, Grant, PublishRequest, SubscribeRequest,
+};
+pub use cache::AuthCache;
 pub use error::{BackendError, ErrorKind};
+/// MQTT topic name and filter rules, for backends that read patterns.
+pub use fogg_codec::topic;
 pub use fogg_codec::{ProtocolVersion, QoS};
 pub use registry::{
     Backend, BackendConfig, BackendFactory, Capabilities, Concern, Registry, RegistryError,
 };
 pub use storage::{
-    MessageStore, RetainStore, SessionKey, SessionStore, StoredMessage, StoredSession,
-    StoredSubscription,
+    DeliveryStage, DeliveryState, MessageStore, RetainStore, SessionKey, SessionStore,
+    StoredMessage, StoredSession, StoredSubscription, StoredWill,
 };

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use crate::BackendError;
 use crate::dynamic::{
-    DynAuthenticator, DynAuthorizer, DynEnhancedAuthenticator, DynMessageStore, DynRetainStore,
-    DynSessionStore,
+    DynAuthCache, DynAuthenticator, DynAuthorizer, DynEnhancedAuthenticator, DynMessageStore,
+    DynRetainStore, DynSessionStore,
 };
 
 /// A job a backend can do for the broker.
@@ -23,6 +23,8 @@ pub enum Concern {
     Sessions,
     Messages,
     Retained,
+    /// Caching authentication answers (`[auth] cache`).
+    Cache,
 }
 
 impl fmt::Display for Concern {
@@ -34,6 +36,7 @@ impl fmt::Display for Concern {
             Concern::Sessions => "session storage",
             Concern::Messages => "message queue storage",
             Concern::Retained => "retained message storage",
+            Concern::Cache => "authentication cache",
         };
         f.write_str(s)
     }
@@ -69,6 +72,7 @@ pub struct Backend {
     pub sessions: Option<Arc<dyn DynSessionStore>>,
     pub messages: Option<Arc<dyn DynMessageStore>>,
     pub retained: Option<Arc<dyn DynRetainStore>>,
+    pub cache: Option<Arc<dyn DynAuthCache>>,
 }
 
 impl Backend {
@@ -107,6 +111,7 @@ impl Backend {
             Concern::Sessions => self.sessions.is_some(),
             Concern::Messages => self.messages.is_some(),
             Concern::Retained => self.retained.is_some(),
+            Concern::Cache => self.cache.is_some(),
         }
     }
 }

@@ -67,6 +67,34 @@ pub struct StoredSession {
     /// When the client went away; `None` while connected.
     pub disconnected_at: Option<SystemTime>,
     pub subscriptions: Vec<StoredSubscription>,
+    /// A will waiting for its delay interval, so a restart does not lose it.
+    pub will: Option<StoredWill>,
+}
+
+/// A last will whose Will Delay Interval is running.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredWill {
+    /// Topic without the mountpoint.
+    pub message: StoredMessage,
+    /// When it is due (unless the client comes back first).
+    pub publish_at: SystemTime,
+}
+
+/// How far an outgoing QoS 1/2 message got, so that after a restart it is
+/// resent with the same packet identifier (and a QoS 2 exchange resumes with
+/// PUBREL instead of delivering the message twice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryState {
+    pub packet_id: u16,
+    pub stage: DeliveryStage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStage {
+    /// PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    Sent,
+    /// PUBREL sent; waiting for PUBCOMP (QoS 2).
+    Released,
 }
 
 impl StoredSession {
@@ -139,11 +167,63 @@ pub trait MessageStore: Send + Sync + 'static {
         key: &SessionKey,
     ) -> impl Future<Output = Result<usize, BackendError>> + Send;
 
-    /// Drop the session's whole queue.
+    /// Drop the session's whole queue, with its delivery states.
     fn clear_queue(
         &self,
         key: &SessionKey,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Append one message to the queue of every session in `keys` in one
+    /// write (a fan-out to persistent sessions shares one commit); returns
+    /// the sequence numbers in the order of `keys`. When it fails, none or
+    /// some of the sessions may hold the message: the publisher is not
+    /// acknowledged and resends it.
+    fn enqueue_many(
+        &self,
+        keys: &[SessionKey],
+        message: &StoredMessage,
+    ) -> impl Future<Output = Result<Vec<u64>, BackendError>> + Send;
+
+    /// Remove several delivered messages of one session (and their delivery
+    /// states) in one write. Missing ones are not an error.
+    fn remove_many(
+        &self,
+        key: &SessionKey,
+        seqs: &[u64],
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Record (`Some`) or forget (`None`) how far queued message `seq` got.
+    /// Setting a state for a message that is not queued is a no-op.
+    fn set_delivery_state(
+        &self,
+        key: &SessionKey,
+        seq: u64,
+        state: Option<DeliveryState>,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// The recorded delivery states of a session's queued messages, by
+    /// sequence number.
+    fn delivery_states(
+        &self,
+        key: &SessionKey,
+    ) -> impl Future<Output = Result<Vec<(u64, DeliveryState)>, BackendError>> + Send;
+
+    /// Mark (`pending = true`) an incoming QoS 2 packet id answered with
+    /// PUBREC and waiting for PUBREL, or clear it at PUBREL, so a PUBLISH
+    /// resent after a restart is not delivered twice. Cleared with the
+    /// session.
+    fn set_incoming_qos2(
+        &self,
+        key: &SessionKey,
+        packet_id: u16,
+        pending: bool,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// The incoming QoS 2 packet ids still waiting for PUBREL.
+    fn incoming_qos2(
+        &self,
+        key: &SessionKey,
+    ) -> impl Future<Output = Result<Vec<u16>, BackendError>> + Send;
 }
 
 /// Retained messages, one per (mountpoint, topic).

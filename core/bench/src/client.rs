@@ -83,13 +83,19 @@ impl Conn {
     /// TCP connect, CONNECT (clean session, no keep alive) and a successful
     /// CONNACK, within [`HANDSHAKE_TIMEOUT`].
     pub async fn connect(addrs: &Addrs, client_id: &str) -> Result<Conn> {
+        Conn::connect_with(addrs, client_id, true).await
+    }
+
+    /// As [`Conn::connect`]; `clean_session: false` asks for a persistent
+    /// session (the broker must keep and store what is queued for it).
+    pub async fn connect_with(addrs: &Addrs, client_id: &str, clean_session: bool) -> Result<Conn> {
         tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
             let stream = addrs.tcp().await?;
             let mut conn = Conn {
                 stream,
                 rbuf: BytesMut::with_capacity(4096),
             };
-            conn.send(&connect_packet(client_id)).await?;
+            conn.send(&connect_packet(client_id, clean_session)).await?;
             match conn.recv().await? {
                 Packet::ConnAck(ack) if ack.reason == ReasonCode::Success => Ok(conn),
                 Packet::ConnAck(ack) => bail!("CONNACK refused: {:?}", ack.reason),
@@ -166,10 +172,10 @@ impl Conn {
     }
 }
 
-pub fn connect_packet(client_id: &str) -> Packet {
+pub fn connect_packet(client_id: &str, clean_session: bool) -> Packet {
     Packet::Connect(Box::new(Connect {
         protocol: VERSION,
-        clean_start: true,
+        clean_start: clean_session,
         keep_alive: 0,
         client_id: client_id.to_string(),
         will: None,

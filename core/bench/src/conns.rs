@@ -123,17 +123,21 @@ pub struct ConnectRateParams {
     pub duration: Duration,
     pub concurrency: usize,
     pub tag: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 pub async fn connect_rate(addrs: Arc<Addrs>, p: ConnectRateParams) -> Result<Report> {
     let start = Instant::now();
     let deadline = start + p.duration;
     let counter = Arc::new(AtomicU64::new(0));
+    let credentials = Arc::new((p.username.clone(), p.password.clone()));
     let mut set = JoinSet::new();
     for w in 0..p.concurrency.max(1) {
         let addrs = addrs.clone();
         let tag = p.tag.clone();
         let counter = counter.clone();
+        let credentials = credentials.clone();
         set.spawn(async move {
             let mut ok = Vec::new();
             let mut errors = Vec::new();
@@ -141,7 +145,12 @@ pub async fn connect_rate(addrs: Arc<Addrs>, p: ConnectRateParams) -> Result<Rep
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 let id = format!("{tag}-w{w}-{n}");
                 let t = Instant::now();
-                match tokio::time::timeout(client::HANDSHAKE_TIMEOUT, cycle(&addrs, &id)).await {
+                match tokio::time::timeout(
+                    client::HANDSHAKE_TIMEOUT,
+                    cycle(&addrs, &id, &credentials),
+                )
+                .await
+                {
                     Ok(Ok(())) => ok.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(0)),
                     Ok(Err(e)) => errors.push(format!("{e:#}")),
                     Err(_) => errors.push("cycle timed out".to_string()),
@@ -172,6 +181,7 @@ pub async fn connect_rate(addrs: Arc<Addrs>, p: ConnectRateParams) -> Result<Rep
     Ok(Report {
         scenario: "connect-rate".into(),
         params: vec![
+            ("authenticated", json!(p.username.is_some())),
             ("concurrency", json!(p.concurrency)),
             ("duration_s", json!(p.duration.as_secs_f64())),
         ],
@@ -188,13 +198,22 @@ pub async fn connect_rate(addrs: Arc<Addrs>, p: ConnectRateParams) -> Result<Rep
 
 /// TCP connect, CONNECT, CONNACK, DISCONNECT, then close and wait for the
 /// broker's side of the close.
-async fn cycle(addrs: &Addrs, client_id: &str) -> Result<()> {
+async fn cycle(
+    addrs: &Addrs,
+    client_id: &str,
+    credentials: &(Option<String>, Option<String>),
+) -> Result<()> {
     let stream = addrs.tcp().await?;
     let mut conn = Conn {
         stream,
         rbuf: bytes::BytesMut::with_capacity(64),
     };
-    conn.send(&client::connect_packet(client_id)).await?;
+    let mut connect = client::connect_packet(client_id, true);
+    if let Packet::Connect(c) = &mut connect {
+        c.username = credentials.0.clone();
+        c.password = credentials.1.clone().map(bytes::Bytes::from);
+    }
+    conn.send(&connect).await?;
     match conn.recv().await? {
         Packet::ConnAck(ack) if ack.reason == ReasonCode::Success => {}
         Packet::ConnAck(ack) => bail!("CONNACK refused: {:?}", ack.reason),

@@ -65,6 +65,8 @@ pub struct FlowParams {
     pub connect_concurrency: usize,
     /// Keep a latency sample for every message sent inside the measured window.
     pub record_latency: bool,
+    /// Subscribers ask for persistent sessions (clean session off).
+    pub persistent: bool,
     /// Prefix of client ids.
     pub tag: String,
 }
@@ -205,8 +207,9 @@ pub async fn run(addrs: Arc<Addrs>, topo: Topology, params: FlowParams) -> Resul
         let addrs = addrs.clone();
         let filter = topo.sub_filters[i].clone();
         let id = format!("{}-s{i}", params.tag);
+        let persistent = params.persistent;
         async move {
-            let mut conn = Conn::connect(&addrs, &id).await?;
+            let mut conn = Conn::connect_with(&addrs, &id, !persistent).await?;
             conn.subscribe(&filter, qos).await?;
             Ok(conn)
         }

@@ -115,6 +115,12 @@ enum Scenario {
         duration: Duration,
         #[arg(long, default_value_t = 50)]
         concurrency: usize,
+        /// Username for every CONNECT (to measure an auth backend).
+        #[arg(long)]
+        username: Option<String>,
+        /// Password for every CONNECT.
+        #[arg(long)]
+        password: Option<String>,
     },
 }
 
@@ -147,6 +153,10 @@ struct FlowArgs {
     /// Most PUBLISH packets per write.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     batch: u32,
+    /// Subscribers use persistent sessions (clean session off), so a broker
+    /// with persistence writes every QoS 1/2 message it queues for them.
+    #[arg(long)]
+    persistent: bool,
 }
 
 fn parse_qos(s: &str) -> Result<QoS, String> {
@@ -354,6 +364,7 @@ async fn run(cli: Cli) -> Result<Report> {
                 mode: Mode::OpenLoop { rate },
                 connect_concurrency: cc,
                 record_latency: true,
+                persistent: false,
                 tag,
             };
             let mut r = flow::run(addrs, topo, params).await?;
@@ -410,6 +421,8 @@ async fn run(cli: Cli) -> Result<Report> {
         Scenario::ConnectRate {
             duration,
             concurrency,
+            username,
+            password,
         } => {
             conns::connect_rate(
                 addrs,
@@ -417,6 +430,8 @@ async fn run(cli: Cli) -> Result<Report> {
                     duration,
                     concurrency,
                     tag,
+                    username,
+                    password,
                 },
             )
             .await?
@@ -453,9 +468,11 @@ async fn throughput(
         },
         connect_concurrency,
         record_latency: false,
+        persistent: flow.persistent,
         tag,
     };
     params.extend([
+        ("persistent", json!(flow.persistent)),
         ("qos", json!(flow.qos as u8)),
         ("payload", json!(flow.payload)),
         ("duration_s", json!(flow.duration.as_secs_f64())),

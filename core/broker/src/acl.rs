@@ -1,18 +1,32 @@
-//! Authorization: static `[[acl.rules]]` first (first match wins), then the
-//! backend chain (allow / deny / next). With no rule matching and no chain,
-//! everything is allowed, as in mosquitto with no ACL file.
+//! Authorization, in this order: static `[[acl.rules]]` (first match
+//! wins), then the rules the authenticating backend handed over at CONNECT
+//! (evaluated in memory, never waiting on a database), then the chain's
+//! authorizers (allow / deny / next). With no rule matching and nobody to
+//! ask, everything is allowed, as in mosquitto with no ACL file.
 
-use fogg_api::dynamic::{BoxFuture, DynAuthorizer};
-use fogg_api::{BackendError, ClientInfo, Decision, PublishRequest, SubscribeRequest};
+use fogg_api::acl::{covers, substitute};
+use fogg_api::{
+    AclRules, BackendError, ClientInfo, PublishDecision, PublishRequest, SubscribeDecision,
+    SubscribeRequest,
+};
 
 use crate::config::{AclAction, AclRule, Permission};
-use crate::services::ChainLink;
+use crate::services::{ChainLink, OnError};
 
 /// What a client wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
     Publish,
     Subscribe,
+}
+
+/// Who decided, so the caller knows whether the answer may be cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// Static rules or the connection's own rules: as fast as a cache.
+    Local,
+    /// An authorizer of the chain.
+    Chain,
 }
 
 pub(crate) struct Acl {
@@ -37,55 +51,93 @@ impl Acl {
             .map(|rule| rule.permission)
     }
 
-    /// Full check of a PUBLISH: static rules, then the chain.
+    /// Full check of a PUBLISH. The answer is never `Next`.
     pub async fn check_publish(
         &self,
         chain: &[ChainLink],
+        own_rules: Option<&AclRules>,
         client: &ClientInfo,
         request: &PublishRequest<'_>,
-    ) -> Result<bool, BackendError> {
+    ) -> Result<(PublishDecision, Source), BackendError> {
         if let Some(permission) = self.static_decision(client, Action::Publish, request.topic) {
-            return Ok(permission == Permission::Allow);
+            let decision = match permission {
+                Permission::Allow => PublishDecision::Allow(None),
+                Permission::Deny => PublishDecision::Deny,
+            };
+            return Ok((decision, Source::Local));
         }
-        ask_chain(chain, |authorizer| {
-            authorizer.authorize_publish(client, request)
-        })
-        .await
+        if let Some(rules) = own_rules {
+            return Ok((rules.check_publish(client, request), Source::Local));
+        }
+        let mut asked = false;
+        for (link, authorizer) in authorizers(chain) {
+            asked = true;
+            match authorizer.authorize_publish(client, request).await {
+                Ok(PublishDecision::Next) => {}
+                Ok(decision) => return Ok((decision, Source::Chain)),
+                Err(e) => skip_or_fail(link, e)?,
+            }
+        }
+        let decision = if asked {
+            PublishDecision::Deny
+        } else {
+            PublishDecision::Allow(None)
+        };
+        Ok((decision, Source::Chain))
     }
 
-    /// Full check of one SUBSCRIBE filter.
+    /// Full check of one SUBSCRIBE filter. The answer is never `Next`.
     pub async fn check_subscribe(
         &self,
         chain: &[ChainLink],
+        own_rules: Option<&AclRules>,
         client: &ClientInfo,
         request: &SubscribeRequest<'_>,
-    ) -> Result<bool, BackendError> {
+    ) -> Result<SubscribeDecision, BackendError> {
         if let Some(permission) = self.static_decision(client, Action::Subscribe, request.filter) {
-            return Ok(permission == Permission::Allow);
+            return Ok(match permission {
+                Permission::Allow => SubscribeDecision::allow(),
+                Permission::Deny => SubscribeDecision::Deny,
+            });
         }
-        ask_chain(chain, |authorizer| {
-            authorizer.authorize_subscribe(client, request)
+        if let Some(rules) = own_rules {
+            return Ok(rules.check_subscribe(client, request));
+        }
+        let mut asked = false;
+        for (link, authorizer) in authorizers(chain) {
+            asked = true;
+            match authorizer.authorize_subscribe(client, request).await {
+                Ok(SubscribeDecision::Next) => {}
+                Ok(decision) => return Ok(decision),
+                Err(e) => skip_or_fail(link, e)?,
+            }
+        }
+        Ok(if asked {
+            SubscribeDecision::Deny
+        } else {
+            SubscribeDecision::allow()
         })
-        .await
     }
 }
 
-/// Ask each authorizer of the chain in order until one allows or denies.
-/// When every one passes, the request is allowed only if nobody was asked.
-async fn ask_chain<'a>(
-    chain: &'a [ChainLink],
-    ask: impl Fn(&'a dyn DynAuthorizer) -> BoxFuture<'a, Result<Decision, BackendError>>,
-) -> Result<bool, BackendError> {
-    let mut asked = false;
-    for authorizer in chain.iter().filter_map(|link| link.authorizer.as_deref()) {
-        asked = true;
-        match ask(authorizer).await? {
-            Decision::Allow => return Ok(true),
-            Decision::Deny => return Ok(false),
-            Decision::Next => {}
+fn authorizers(
+    chain: &[ChainLink],
+) -> impl Iterator<Item = (&ChainLink, &dyn fogg_api::dynamic::DynAuthorizer)> {
+    chain
+        .iter()
+        .filter_map(|link| Some((link, link.authorizer.as_deref()?)))
+}
+
+/// A failing backend either fails the request (the default: fail closed) or,
+/// when configured `on_error = "next"`, is passed over.
+fn skip_or_fail(link: &ChainLink, error: BackendError) -> Result<(), BackendError> {
+    match link.on_error {
+        OnError::Fail => Err(error),
+        OnError::Next => {
+            tracing::warn!(backend = %link.name, error = %error, "authorization backend failed; asking the next");
+            Ok(())
         }
     }
-    Ok(!asked)
 }
 
 fn rule_applies(rule: &AclRule, client: &ClientInfo, action: Action, target: &str) -> bool {
@@ -115,43 +167,6 @@ fn rule_applies(rule: &AclRule, client: &ClientInfo, action: Action, target: &st
     // (VerneMQ's behaviour), so `a/+` in a rule covers a subscription to `a/+`
     // but `a/b` in a rule does not cover a subscription to `a/#`.
     covers(&pattern, target)
-}
-
-/// `%u`, `%c`, `%m` substituted where they fill a whole level. A value that is
-/// missing or would change the filter's structure makes the rule not apply.
-fn substitute(pattern: &str, client: &ClientInfo) -> Option<String> {
-    if !pattern.contains('%') {
-        return Some(pattern.to_owned());
-    }
-    let mut levels = Vec::new();
-    for level in pattern.split('/') {
-        let value = match level {
-            "%u" => Some(client.username.as_deref()?),
-            "%c" => Some(client.client_id.as_str()),
-            "%m" => Some(client.mountpoint.as_str()),
-            _ => None,
-        };
-        match value {
-            Some(v) if v.is_empty() || v.contains(['/', '+', '#']) => return None,
-            Some(v) => levels.push(v),
-            None => levels.push(level),
-        }
-    }
-    Some(levels.join("/"))
-}
-
-fn covers(pattern: &str, target: &str) -> bool {
-    let mut p = pattern.split('/');
-    let mut t = target.split('/');
-    loop {
-        match (p.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -85,9 +85,9 @@ pub struct BrokerSettings {
     pub connect_timeout: Duration,
     /// Most simultaneous client connections over all listeners; 0 = unlimited.
     pub max_connections: usize,
-    /// Messages queued for a connected client beyond its inflight window.
+    /// Messages queued for a connected client beyond its inflight window; 0 = unlimited.
     pub max_online_messages: usize,
-    /// Messages queued for a disconnected persistent session.
+    /// Messages queued for a disconnected persistent session; 0 = unlimited.
     pub max_offline_messages: usize,
     /// Which end of a full queue gives way (see [`QueueType`]).
     pub queue_type: QueueType,
@@ -179,11 +179,42 @@ pub struct ListenerConfig {
     pub mountpoint: String,
     /// Expect a PROXY protocol header before MQTT.
     pub proxy_protocol: bool,
+    /// tls/wss: PEM server certificate, then its intermediates.
     pub certfile: Option<PathBuf>,
+    /// tls/wss: PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC), unencrypted.
     pub keyfile: Option<PathBuf>,
+    /// tls/wss: PEM CA certificates that client certificates are verified
+    /// against. Without it clients cannot present certificates.
     pub cafile: Option<PathBuf>,
+    /// tls/wss: refuse clients without a certificate that `cafile` verifies.
+    /// When false and `cafile` is set, a certificate is optional.
     pub require_client_cert: bool,
+    /// The client certificate's identity (see `identity_field`) replaces the
+    /// CONNECT username, before authentication and ACLs. A verified
+    /// certificate counts as authenticated when no backend decides. Needs
+    /// `require_client_cert` on tls/wss; with `proxy_protocol` the CN a
+    /// PROXY v2 header reports for a certificate the proxy verified is used.
     pub use_identity_as_username: bool,
+    /// Which part of a client certificate is its identity: `cn` (subject
+    /// Common Name), `san_dns`, `san_email` or `san_uri` (first such SAN).
+    /// A PROXY v2 header carries only the CN, so behind a proxy it is the CN.
+    pub identity_field: fogg_transport::IdentityField,
+    /// tls/wss: oldest TLS version accepted, "1.2" or "1.3".
+    pub tls_min_version: fogg_transport::TlsVersion,
+    /// tls/wss: how often the certificate files are checked for changes
+    /// (and reloaded, without dropping connections); 0 = only on SIGHUP.
+    #[serde(with = "humantime_serde")]
+    pub cert_reload_interval: Duration,
+    /// Bound on the PROXY header, TLS handshake and WebSocket upgrade
+    /// together; a client that takes longer is disconnected and logged.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// ws/wss: the HTTP path MQTT is served on; other paths get 404.
+    pub ws_path: String,
+    /// ws/wss: take the client address from the last `X-Forwarded-For`
+    /// entry. Only for listeners that nothing but a trusted HTTP proxy can
+    /// reach, since any client can send the header.
+    pub ws_trust_forwarded_for: bool,
     /// Most simultaneous connections on this listener; 0 = only the global cap.
     pub max_connections: usize,
 }
@@ -201,29 +232,80 @@ impl Default for ListenerConfig {
             cafile: None,
             require_client_cert: false,
             use_identity_as_username: false,
+            identity_field: fogg_transport::IdentityField::Cn,
+            tls_min_version: fogg_transport::TlsVersion::Tls12,
+            cert_reload_interval: Duration::from_secs(5),
+            handshake_timeout: fogg_transport::DEFAULT_HANDSHAKE_TIMEOUT,
+            ws_path: fogg_transport::DEFAULT_WS_PATH.to_owned(),
+            ws_trust_forwarded_for: false,
             max_connections: 0,
         }
     }
 }
 
 impl ListenerConfig {
-    /// Why this broker cannot serve the listener yet, as (key, reason).
+    /// Why this listener cannot be served as configured, as (key, reason):
+    /// settings that are missing or contradict each other. The files
+    /// themselves are read when the listener starts (and by `--check`).
     /// `start()` refuses the same, so `--check` and startup always agree.
     pub fn unsupported(&self) -> Option<(&'static str, String)> {
-        if self.kind != ListenerKind::Tcp {
-            return Some((
-                "kind",
-                format!(
-                    "listener kind `{}` is not supported yet; use `tcp`",
-                    self.kind
-                ),
-            ));
+        let tls = matches!(self.kind, ListenerKind::Tls | ListenerKind::Wss);
+        let kind = self.kind;
+        if tls {
+            if self.certfile.is_none() {
+                return Some((
+                    "certfile",
+                    format!("a `{kind}` listener needs certfile (and keyfile)"),
+                ));
+            }
+            if self.keyfile.is_none() {
+                return Some((
+                    "keyfile",
+                    format!("a `{kind}` listener needs keyfile (and certfile)"),
+                ));
+            }
+            if self.require_client_cert && self.cafile.is_none() {
+                return Some((
+                    "cafile",
+                    "require_client_cert = true needs cafile, the CA certificates client certificates are verified against".to_owned(),
+                ));
+            }
+            if self.use_identity_as_username && !self.require_client_cert {
+                return Some((
+                    "require_client_cert",
+                    "use_identity_as_username = true needs require_client_cert = true (and cafile)"
+                        .to_owned(),
+                ));
+            }
+        } else {
+            let set = [
+                ("certfile", self.certfile.is_some()),
+                ("keyfile", self.keyfile.is_some()),
+                ("cafile", self.cafile.is_some()),
+                ("require_client_cert", self.require_client_cert),
+            ];
+            if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+                return Some((
+                    key,
+                    format!("only tls and wss listeners use certificates; this one is `{kind}`"),
+                ));
+            }
+            if self.use_identity_as_username && !self.proxy_protocol {
+                return Some((
+                    "use_identity_as_username",
+                    format!(
+                        "a `{kind}` listener has no client certificates; use kind \"tls\" or \"wss\", or proxy_protocol with a proxy that verifies them"
+                    ),
+                ));
+            }
         }
-        if self.proxy_protocol {
-            return Some((
-                "proxy_protocol",
-                "the PROXY protocol is not supported yet; set false".to_owned(),
-            ));
+        if matches!(self.kind, ListenerKind::Ws | ListenerKind::Wss)
+            && !self.ws_path.starts_with('/')
+        {
+            return Some(("ws_path", format!("`{}` must start with `/`", self.ws_path)));
+        }
+        if self.handshake_timeout.is_zero() {
+            return Some(("handshake_timeout", "must be more than 0".to_owned()));
         }
         None
     }
@@ -276,10 +358,16 @@ pub struct AuthConfig {
     pub allow_anonymous: bool,
     /// Backend names tried in order; each answers allow / deny / next.
     pub chain: Vec<String>,
-    /// Optional backend caching answers.
+    /// Optional backend (memcached or Redis) caching authentication answers
+    /// of the chain, shared by every broker that uses it.
     pub cache: String,
+    /// How long a cached answer stands. A connect succeeds from the cache
+    /// while the database is down for at most this long.
     #[serde(with = "humantime_serde")]
     pub cache_ttl: Duration,
+    /// Cache wrong-password answers too (off: a user whose password was just
+    /// fixed is never refused from the cache).
+    pub cache_denials: bool,
 }
 
 impl Default for AuthConfig {
@@ -289,6 +377,7 @@ impl Default for AuthConfig {
             chain: Vec::new(),
             cache: String::new(),
             cache_ttl: Duration::from_secs(60),
+            cache_denials: false,
         }
     }
 }

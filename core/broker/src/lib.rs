@@ -24,7 +24,8 @@ mod sys;
 mod topics;
 
 pub use config::Config;
-pub use services::{ChainLink, Services};
+pub use listener::transport_settings;
+pub use services::{ChainLink, OnError, Services};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,7 +54,17 @@ pub enum StartError {
     UnsupportedListener {
         index: usize,
         name: String,
+        /// The listener key at fault.
+        key: &'static str,
         reason: String,
+    },
+    /// Certificates that cannot be loaded, and the like.
+    #[error("listeners[{index}] ({name}): {source}")]
+    Transport {
+        index: usize,
+        name: String,
+        #[source]
+        source: fogg_transport::TransportError,
     },
     #[error("loading {what} from storage: {source}")]
     Storage {
@@ -69,9 +80,21 @@ pub struct RunningBroker {
     shutdown: watch::Sender<bool>,
     tracker: TaskTracker,
     state: Arc<BrokerState>,
+    acceptors: Vec<Arc<fogg_transport::Acceptor>>,
 }
 
 impl RunningBroker {
+    /// Re-read every TLS listener's certificate files (SIGHUP). New
+    /// handshakes use the new certificates, live connections carry on; a
+    /// listener whose files fail to load keeps its previous ones (logged
+    /// with the file and the cause).
+    pub fn reload_certificates(&self) {
+        for acceptor in &self.acceptors {
+            // The outcome is logged by the acceptor.
+            let _ = acceptor.reload();
+        }
+    }
+
     /// Each listener's name and the address it is bound to (useful with port 0).
     pub fn local_addrs(&self) -> &[(String, SocketAddr)] {
         &self.addrs
@@ -104,6 +127,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Bind every listener and start serving.
 pub async fn start(config: Config, services: Services) -> Result<RunningBroker, StartError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let max_packet_size = config.broker.max_packet_size;
     let state = Arc::new(BrokerState::new(
         config.broker,
         Acl::new(config.acl.rules),
@@ -117,14 +141,26 @@ pub async fn start(config: Config, services: Services) -> Result<RunningBroker, 
     let global = Arc::new(ConnectionCount::default());
     let mut addrs = Vec::new();
     let mut loops = Vec::new();
+    let mut acceptors = Vec::new();
     for (index, lc) in config.listeners.iter().enumerate() {
-        if let Some((_, reason)) = lc.unsupported() {
+        if let Some((key, reason)) = lc.unsupported() {
             return Err(StartError::UnsupportedListener {
                 index,
                 name: lc.name.clone(),
+                key,
                 reason,
             });
         }
+        // Certificates are loaded before anything is bound, so a bad file
+        // stops the start with its name and cause.
+        let acceptor =
+            fogg_transport::Acceptor::new(listener::transport_settings(lc, max_packet_size))
+                .map(Arc::new)
+                .map_err(|source| StartError::Transport {
+                    index,
+                    name: lc.name.clone(),
+                    source,
+                })?;
         let listener = listener::bind(lc.bind)
             .await
             .map_err(|source| StartError::Bind {
@@ -141,7 +177,9 @@ pub async fn start(config: Config, services: Services) -> Result<RunningBroker, 
             info: Arc::new(ListenerInfo {
                 name: lc.name.clone(),
                 mountpoint: lc.mountpoint.clone(),
+                use_identity_as_username: lc.use_identity_as_username,
             }),
+            acceptor: acceptor.clone(),
             broker: state.clone(),
             global: global.clone(),
             local: Arc::new(ConnectionCount::default()),
@@ -149,6 +187,15 @@ pub async fn start(config: Config, services: Services) -> Result<RunningBroker, 
             tracker: tracker.clone(),
             shutdown: shutdown_rx.clone(),
         });
+        let mut stop = shutdown_rx.clone();
+        tokio::spawn(
+            acceptor
+                .clone()
+                .watch_files(lc.cert_reload_interval, async move {
+                    let _ = stop.changed().await;
+                }),
+        );
+        acceptors.push(acceptor);
     }
     for accept in loops {
         tokio::spawn(accept.run());
@@ -159,5 +206,6 @@ pub async fn start(config: Config, services: Services) -> Result<RunningBroker, 
         shutdown: shutdown_tx,
         tracker,
         state,
+        acceptors,
     })
 }

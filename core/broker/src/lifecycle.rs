@@ -1,16 +1,20 @@
 //! Session lifecycle: attaching a connection (new session, resume, takeover),
 //! detaching it, session expiry, and last wills.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use fogg_api::{ClientInfo, PublishRequest, SessionKey, StoredSession, StoredSubscription};
-use fogg_codec::{ProtocolVersion, Will};
+use fogg_api::{
+    AclRules, ClientInfo, DeliveryStage, DeliveryState, PublishDecision, PublishRequest,
+    SessionKey, StoredSession, StoredSubscription, StoredWill,
+};
+use fogg_codec::{ProtocolVersion, QoS, Will};
 use tokio::sync::oneshot;
 
 use crate::connection::Client;
-use crate::message::Message;
-use crate::session::{Attachment, Kick, Session};
+use crate::message::{Delivery, Message};
+use crate::session::{Attachment, Inflight, InflightStage, Kick, RESIDENT, Session};
 use crate::state::BrokerState;
 
 pub(crate) struct Attached {
@@ -100,6 +104,24 @@ pub(crate) async fn detach(broker: &Arc<BrokerState>, client: Client, will_due: 
         }
         mine
     };
+    // The will is checked against the ACL now, while the client's identity
+    // is at hand (a will kept across a restart is published without it).
+    let will = match client.will.filter(|_| will_due) {
+        Some(will) if will_allowed(broker, &client.info, client.acl.as_deref(), &will).await => {
+            let delay = will.properties.will_delay_interval.unwrap_or(0);
+            let message = Message::new(
+                will.topic,
+                will.payload,
+                will.qos,
+                will.retain,
+                will.properties,
+                session.id,
+            );
+            Some((Arc::new(message), delay))
+        }
+        _ => None,
+    };
+    broker.forget_delivered(&session).await;
     let mut ended = session.state.lock().ended;
     if still_attached {
         session.set_online(false);
@@ -107,7 +129,20 @@ pub(crate) async fn detach(broker: &Arc<BrokerState>, client: Client, will_due: 
             broker.end_session(&session).await;
             ended = true;
         } else {
-            persist(broker, &session).await;
+            // [MQTT-3.1.3-9]: a delayed will waits for the delay or the end
+            // of the session, whichever comes first; it is kept in the store
+            // with the session so a restart in between does not lose it.
+            let stored_will =
+                will.as_ref()
+                    .filter(|(_, delay)| *delay > 0)
+                    .map(|(message, delay)| {
+                        let wait = (*delay).min(client.session_expiry);
+                        StoredWill {
+                            message: message.to_stored(),
+                            publish_at: SystemTime::now() + Duration::from_secs(u64::from(wait)),
+                        }
+                    });
+            persist_with_will(broker, &session, stored_will).await;
             schedule_expiry(
                 broker.clone(),
                 session.clone(),
@@ -116,42 +151,61 @@ pub(crate) async fn detach(broker: &Arc<BrokerState>, client: Client, will_due: 
             );
         }
     }
-    let Some(will) = client.will.filter(|_| will_due) else {
+    let Some((message, delay)) = will else {
         return;
     };
-    let delay = will.properties.will_delay_interval.unwrap_or(0);
     if delay == 0 || ended {
-        publish_will(broker, &client.info, *will, session.id).await;
+        publish_will(broker, &client.info.mountpoint, message).await;
         return;
     }
     // Taken over while the session lives on: the delayed will is cancelled.
     if !still_attached && session.state.lock().generation != client.generation {
         return;
     }
-    // [MQTT-3.1.3-9]: wait for the delay or the end of the session,
-    // whichever comes first (a takeover with clean start is ending it right
-    // now); a new connection to this session in between cancels the will.
     let wait = if still_attached {
         delay.min(client.session_expiry)
     } else {
         delay
     };
-    let broker = broker.clone();
-    let generation = client.generation;
-    let info = client.info;
+    schedule_will(
+        broker.clone(),
+        session,
+        client.generation,
+        message,
+        Duration::from_secs(u64::from(wait)),
+    );
+}
+
+/// Publish a will after `wait`, or at once when the session ends first; a
+/// new connection to the session in between cancels it.
+fn schedule_will(
+    broker: Arc<BrokerState>,
+    session: Arc<Session>,
+    generation: u64,
+    message: Arc<Message>,
+    wait: Duration,
+) {
     tokio::spawn(async move {
         let end = session.end.notified();
         tokio::pin!(end);
         end.as_mut().enable();
         if !session.state.lock().ended {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(u64::from(wait))) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = end => {}
             }
         }
-        let cancelled = session.state.lock().generation != generation;
-        if !cancelled {
-            publish_will(&broker, &info, *will, session.id).await;
+        let (cancelled, ended) = {
+            let state = session.state.lock();
+            (state.generation != generation, state.ended)
+        };
+        if cancelled {
+            return;
+        }
+        publish_will(&broker, &session.key.mountpoint, message).await;
+        // Published: the stored copy must not go out again after a restart.
+        if !ended && session.is_stored() {
+            persist(&broker, &session).await;
         }
     });
 }
@@ -175,8 +229,13 @@ fn schedule_expiry(broker: Arc<BrokerState>, session: Arc<Session>, generation: 
     });
 }
 
-/// Publish a last will, subject to the ACL like any PUBLISH.
-async fn publish_will(broker: &Arc<BrokerState>, info: &ClientInfo, will: Will, origin: u64) {
+/// Whether the ACL lets the client's will be published.
+async fn will_allowed(
+    broker: &BrokerState,
+    info: &ClientInfo,
+    own_rules: Option<&AclRules>,
+    will: &Will,
+) -> bool {
     let request = PublishRequest {
         topic: &will.topic,
         qos: will.qos,
@@ -185,35 +244,35 @@ async fn publish_will(broker: &Arc<BrokerState>, info: &ClientInfo, will: Will, 
     };
     match broker
         .acl
-        .check_publish(&broker.services.chain, info, &request)
+        .check_publish(&broker.services.chain, own_rules, info, &request)
         .await
     {
-        Ok(true) => {}
-        Ok(false) => {
+        // Modifiers are for the client's own PUBLISHes; a will goes as set.
+        Ok((PublishDecision::Allow(_), _)) => true,
+        Ok(_) => {
             tracing::info!(client_id = %info.client_id, topic = %will.topic, "will not published: not authorized");
-            return;
+            false
         }
         Err(e) => {
             tracing::warn!(client_id = %info.client_id, error = %e, "will not published: ACL backend failed");
-            return;
+            false
         }
     }
-    let message = Arc::new(Message::new(
-        will.topic,
-        will.payload,
-        will.qos,
-        will.retain,
-        will.properties,
-        origin,
-    ));
-    tracing::debug!(client_id = %info.client_id, topic = %message.topic, "publishing will");
-    if let Err(e) = broker.publish(&info.mountpoint, message).await {
-        tracing::warn!(client_id = %info.client_id, error = %e, "will: retained store failed");
+}
+
+async fn publish_will(broker: &BrokerState, mountpoint: &str, message: Arc<Message>) {
+    tracing::debug!(topic = %message.topic, "publishing will");
+    if let Err(e) = broker.publish(mountpoint, message).await {
+        tracing::warn!(error = %e, "will: store write failed");
     }
 }
 
 /// Write a persistent session's current shape to the session store.
 pub(crate) async fn persist(broker: &BrokerState, session: &Session) {
+    persist_with_will(broker, session, None).await;
+}
+
+async fn persist_with_will(broker: &BrokerState, session: &Session, will: Option<StoredWill>) {
     let stored = {
         let state = session.state.lock();
         StoredSession {
@@ -230,6 +289,7 @@ pub(crate) async fn persist(broker: &BrokerState, session: &Session) {
                     identifier: record.identifier,
                 })
                 .collect(),
+            will,
         }
     };
     // Marked before the write: if the write fails half-way the store may
@@ -238,6 +298,73 @@ pub(crate) async fn persist(broker: &BrokerState, session: &Session) {
     if let Err(e) = broker.services.sessions.save_session(&stored).await {
         tracing::warn!(client_id = %session.key.client_id, error = %e, "could not save session");
     }
+}
+
+/// Read the head of a persistent session's queue back: messages that were
+/// on their way (with the packet identifier they were sent with) become
+/// inflight again, the next ones wait in the queue, and the rest of a long
+/// backlog stays on disk until the queue drains. Incoming QoS 2 exchanges
+/// resume.
+async fn restore_queue(broker: &BrokerState, session: &Session) -> Result<(), crate::StartError> {
+    let storage = |source| crate::StartError::Storage {
+        what: "queued messages",
+        source,
+    };
+    let messages = &broker.services.messages;
+    let states: HashMap<u64, DeliveryState> = messages
+        .delivery_states(&session.key)
+        .await
+        .map_err(storage)?
+        .into_iter()
+        .collect();
+    // Every message that was on its way is read, however deep.
+    let last_inflight = states.keys().copied().max().unwrap_or(0);
+    let incoming = messages
+        .incoming_qos2(&session.key)
+        .await
+        .map_err(storage)?;
+    let total = messages.queue_len(&session.key).await.map_err(storage)?;
+    let mut after = 0;
+    let mut read = 0;
+    loop {
+        let page = messages
+            .read_queue(&session.key, after, RESIDENT)
+            .await
+            .map_err(storage)?;
+        let Some(&(last, _)) = page.last() else {
+            break;
+        };
+        after = last;
+        read += page.len();
+        let full = page.len() == RESIDENT;
+        let mut state = session.state.lock();
+        for (seq, stored) in page {
+            let delivery = Delivery::from_stored(seq, stored);
+            match states.get(&seq) {
+                Some(sent) if delivery.qos != QoS::AtMostOnce => {
+                    let stage = match (sent.stage, delivery.qos) {
+                        (DeliveryStage::Released, _) => InflightStage::Released,
+                        (DeliveryStage::Sent, QoS::ExactlyOnce) => InflightStage::Qos2Sent,
+                        (DeliveryStage::Sent, _) => InflightStage::Qos1Sent,
+                    };
+                    state.restore_inflight(Inflight {
+                        packet_id: sent.packet_id,
+                        stage,
+                        delivery,
+                    });
+                }
+                _ => state.queue.push_back(delivery),
+            }
+        }
+        state.resident_seq = last;
+        if !full || last >= last_inflight {
+            break;
+        }
+    }
+    let mut state = session.state.lock();
+    state.spilled = total.saturating_sub(read);
+    state.incoming_qos2.extend(incoming);
+    Ok(())
 }
 
 /// Load retained messages and persistent sessions from the store at start.
@@ -292,10 +419,19 @@ pub(crate) async fn restore(broker: &Arc<BrokerState>) -> Result<(), crate::Star
                 );
             }
         }
+        restore_queue(broker, &session).await?;
         broker
             .sessions
             .lock()
             .insert(stored.key.clone(), session.clone());
+        if let Some(will) = stored.will {
+            let wait = will
+                .publish_at
+                .duration_since(now)
+                .unwrap_or(Duration::ZERO);
+            let message = Arc::new(Message::from_stored(will.message));
+            schedule_will(broker.clone(), session.clone(), 0, message, wait);
+        }
         let remaining = match stored.disconnected_at {
             Some(at) if stored.expiry_interval != u32::MAX => {
                 let elapsed = now.duration_since(at).unwrap_or_default().as_secs();

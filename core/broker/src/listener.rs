@@ -1,14 +1,19 @@
-//! Accepting connections: one task per listener, connection caps, TCP options.
+//! Accepting connections: one task per listener, connection caps, TCP
+//! options, and the transport handshakes (PROXY header, TLS, WebSocket),
+//! which run in each connection's own task so a slow client never holds up
+//! the accept loop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use fogg_transport::{Acceptor, ConnectionMeta};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
-use crate::connection::{self, ListenerInfo};
+use crate::config::{ListenerConfig, ListenerKind};
+use crate::connection::{self, Accepted, ListenerInfo};
 use crate::state::BrokerState;
 
 /// Counts live connections against a cap; the slot is released on drop.
@@ -46,6 +51,7 @@ impl ConnectionCount {
 pub(crate) struct AcceptLoop {
     pub listener: TcpListener,
     pub info: Arc<ListenerInfo>,
+    pub acceptor: Arc<Acceptor>,
     pub broker: Arc<BrokerState>,
     pub global: Arc<ConnectionCount>,
     pub local: Arc<ConnectionCount>,
@@ -78,11 +84,86 @@ impl AcceptLoop {
                 || self.local.over(self.max_local);
             let info = self.info.clone();
             let broker = self.broker.clone();
+            let acceptor = self.acceptor.clone();
+            let mut shutdown = self.shutdown.clone();
             self.tracker.spawn(async move {
-                connection::serve(stream, peer, info, broker, over_limit).await;
+                let accepted = tokio::select! {
+                    accepted = acceptor.accept(stream, peer) => accepted,
+                    // A handshake in progress must not hold up shutdown.
+                    _ = shutdown.changed() => return,
+                };
+                match accepted {
+                    Ok((stream, meta)) => {
+                        if let Some(accepted) = admit(&info, meta) {
+                            connection::serve(stream, accepted, info, broker, over_limit).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::info!(listener = %info.name, peer = %peer, error = %e, "connection refused");
+                    }
+                }
                 drop(slot);
             });
         }
+    }
+}
+
+/// What the connection code needs of a finished transport handshake; `None`
+/// (logged) when the listener wants a certificate identity the client lacks.
+fn admit(info: &ListenerInfo, meta: ConnectionMeta) -> Option<Accepted> {
+    let identity = if info.use_identity_as_username {
+        let Some(identity) = meta.identity() else {
+            tracing::info!(
+                listener = %info.name,
+                peer = %meta.peer,
+                "connection refused: use_identity_as_username is set and the client certificate has no identity"
+            );
+            return None;
+        };
+        Some(identity.to_owned())
+    } else {
+        None
+    };
+    if meta.peer != meta.socket_peer {
+        tracing::debug!(listener = %info.name, peer = %meta.peer, via = %meta.socket_peer, "client address reported by the proxy");
+    }
+    Some(Accepted {
+        peer: meta.peer,
+        identity,
+    })
+}
+
+/// The transport settings of a configured listener. `max_packet_size` bounds
+/// WebSocket messages (one may carry several packets, hence the slack).
+pub fn transport_settings(lc: &ListenerConfig, max_packet_size: u32) -> fogg_transport::Settings {
+    let kind = match lc.kind {
+        ListenerKind::Tcp => fogg_transport::Kind::Tcp,
+        ListenerKind::Tls => fogg_transport::Kind::Tls,
+        ListenerKind::Ws => fogg_transport::Kind::Ws,
+        ListenerKind::Wss => fogg_transport::Kind::Wss,
+    };
+    let tls = match (&lc.certfile, &lc.keyfile) {
+        (Some(certfile), Some(keyfile)) if kind.uses_tls() => Some(fogg_transport::TlsSettings {
+            certfile: certfile.clone(),
+            keyfile: keyfile.clone(),
+            cafile: lc.cafile.clone(),
+            require_client_cert: lc.require_client_cert,
+            identity_field: lc.identity_field,
+            min_version: lc.tls_min_version,
+        }),
+        _ => None,
+    };
+    fogg_transport::Settings {
+        name: lc.name.clone(),
+        kind,
+        proxy_protocol: lc.proxy_protocol,
+        handshake_timeout: lc.handshake_timeout,
+        tls,
+        ws: fogg_transport::WsSettings {
+            path: lc.ws_path.clone(),
+            trust_forwarded_for: lc.ws_trust_forwarded_for,
+            max_message_size: (max_packet_size as usize).saturating_add(64 * 1024),
+        },
     }
 }
 

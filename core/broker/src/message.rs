@@ -122,4 +122,40 @@ pub(crate) struct Delivery {
     /// Identifiers of the matching subscriptions (MQTT 5).
     pub subscription_ids: Vec<u32>,
     pub shared: Option<SharedOrigin>,
+    /// Its sequence number in the session's queue in the message store, for
+    /// a QoS 1/2 delivery to a persistent session (removed when acknowledged).
+    pub stored: Option<u64>,
+}
+
+impl Delivery {
+    /// The message as this session gets it (QoS, RETAIN flag, subscription
+    /// identifiers), for the session's queue in the message store.
+    pub fn to_stored(&self) -> StoredMessage {
+        let mut stored = self.message.to_stored();
+        stored.qos = self.qos;
+        stored.retain = self.retain;
+        stored.properties.subscription_identifiers = self.subscription_ids.clone();
+        stored
+    }
+
+    /// A delivery read back from a session's queue in the message store.
+    pub fn from_stored(seq: u64, mut stored: StoredMessage) -> Delivery {
+        let subscription_ids = std::mem::take(&mut stored.properties.subscription_identifiers);
+        let (qos, retain) = (stored.qos, stored.retain);
+        Delivery {
+            message: Arc::new(Message::from_stored(stored)),
+            qos,
+            retain,
+            subscription_ids,
+            shared: None,
+            stored: Some(seq),
+        }
+    }
+
+    /// Whether two deliveries of one message store the same bytes.
+    pub fn same_view(&self, other: &Delivery) -> bool {
+        self.qos == other.qos
+            && self.retain == other.retain
+            && self.subscription_ids == other.subscription_ids
+    }
 }

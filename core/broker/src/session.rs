@@ -94,7 +94,21 @@ pub(crate) struct SessionState {
     pub dropped: u64,
     /// Set once the session is destroyed; late publishers must not queue.
     pub ended: bool,
+    /// Store sequence numbers of messages this session is done with
+    /// (acknowledged, dropped, expired), to remove from the message store in
+    /// one batch.
+    pub forget: Vec<u64>,
+    /// Queued messages that are only in the message store (a persistent
+    /// session's backlog beyond [`RESIDENT`]); read back in pages as the
+    /// queue drains, so a million queued messages do not live in memory.
+    pub spilled: usize,
+    /// The highest store sequence number read into memory: spilled messages
+    /// come after it.
+    pub resident_seq: u64,
 }
+
+/// Most stored messages a session keeps in memory; the rest wait on disk.
+pub(crate) const RESIDENT: usize = 1024;
 
 pub(crate) struct Session {
     /// Unique for the broker's lifetime; never reused.
@@ -133,6 +147,9 @@ impl Session {
                 send_window: u16::MAX,
                 dropped: 0,
                 ended: false,
+                forget: Vec::new(),
+                spilled: 0,
+                resident_seq: 0,
             }),
             wake: Notify::new(),
             end: Notify::new(),
@@ -162,6 +179,8 @@ impl Session {
         let online = self.is_online();
         let mut state = self.state.lock();
         if state.ended {
+            // Its store entry, if any, went with the session (or goes now).
+            state.forget.extend(delivery.stored);
             return Enqueued::Dropped;
         }
         let limit = if online {
@@ -173,10 +192,29 @@ impl Session {
             }
             limits.max_offline
         };
-        let full = limit > 0 && state.queue.len() >= limit;
+        let full = limit > 0 && state.queue.len() + state.spilled >= limit;
+        // A stored message behind a long backlog stays on disk only (FIFO;
+        // a LIFO queue delivers the newest first, so it keeps all in memory).
+        if let (Some(seq), QueueType::Fifo, false) = (delivery.stored, limits.queue_type, full)
+            && (state.spilled > 0 || state.queue.len() >= RESIDENT)
+        {
+            state.spilled += 1;
+            state.resident_seq = state.resident_seq.min(seq.saturating_sub(1));
+            drop(state);
+            if online {
+                self.wake.notify_one();
+            }
+            return Enqueued::Queued;
+        }
+        if let Some(seq) = delivery.stored
+            && state.spilled == 0
+        {
+            state.resident_seq = state.resident_seq.max(seq);
+        }
         match limits.queue_type {
             QueueType::Fifo if full => {
                 state.dropped += 1;
+                state.forget.extend(delivery.stored);
                 return Enqueued::Dropped;
             }
             QueueType::Fifo => state.queue.push_back(delivery),
@@ -184,7 +222,9 @@ impl Session {
             // oldest (at the back) gives way.
             QueueType::Lifo => {
                 if full {
-                    state.queue.pop_back();
+                    if let Some(evicted) = state.queue.pop_back() {
+                        state.forget.extend(evicted.stored);
+                    }
                     state.dropped += 1;
                 }
                 state.queue.push_front(delivery);
@@ -235,7 +275,9 @@ impl SessionState {
     pub fn complete(&mut self, packet_id: u16, expected: InflightStage) -> bool {
         match self.position(packet_id) {
             Some(i) if self.inflight[i].stage == expected => {
-                self.inflight.remove(i);
+                if let Some(done) = self.inflight.remove(i) {
+                    self.forget.extend(done.delivery.stored);
+                }
                 self.inflight_ids.remove(&packet_id);
                 true
             }
@@ -258,9 +300,27 @@ impl SessionState {
     /// A PUBREC with an error reason ends the QoS 2 exchange early.
     pub fn abandon(&mut self, packet_id: u16) {
         if let Some(i) = self.position(packet_id) {
-            self.inflight.remove(i);
+            if let Some(done) = self.inflight.remove(i) {
+                self.forget.extend(done.delivery.stored);
+            }
             self.inflight_ids.remove(&packet_id);
         }
+    }
+
+    /// The store sequence number of an inflight message, if it is stored.
+    pub fn stored_seq(&self, packet_id: u16) -> Option<u64> {
+        self.position(packet_id)
+            .and_then(|i| self.inflight[i].delivery.stored)
+    }
+
+    /// Put back an inflight message read from the store at start.
+    pub fn restore_inflight(&mut self, entry: Inflight) {
+        self.next_packet_id = entry
+            .packet_id
+            .checked_add(1)
+            .unwrap_or(1)
+            .max(self.next_packet_id);
+        self.push_inflight(entry);
     }
 
     /// Take the next queued delivery that may be sent now; expired messages
@@ -269,7 +329,9 @@ impl SessionState {
         loop {
             let front = self.queue.front()?;
             if front.message.is_expired(now) {
-                self.queue.pop_front();
+                if let Some(expired) = self.queue.pop_front() {
+                    self.forget.extend(expired.stored);
+                }
                 self.dropped += 1;
                 continue;
             }
@@ -280,8 +342,43 @@ impl SessionState {
         }
     }
 
+    /// Queue a page of the backlog read from the store (in order, after
+    /// `resident_seq`). Messages already in memory (sent meanwhile, or queued
+    /// by a publisher that raced the spill) are skipped. Returns how many
+    /// were queued.
+    pub fn load_backlog(&mut self, page: Vec<(u64, fogg_api::StoredMessage)>) -> usize {
+        let in_memory: HashSet<u64> = self
+            .queue
+            .iter()
+            .chain(self.inflight.iter().map(|e| &e.delivery))
+            .filter_map(|d| d.stored)
+            .collect();
+        let mut loaded = 0;
+        let full_page = page.len() >= RESIDENT;
+        for (seq, stored) in page {
+            self.resident_seq = self.resident_seq.max(seq);
+            if in_memory.contains(&seq) {
+                continue;
+            }
+            self.queue.push_back(Delivery::from_stored(seq, stored));
+            loaded += 1;
+        }
+        self.spilled = self.spilled.saturating_sub(loaded);
+        if loaded == 0 && !full_page && self.spilled > 0 {
+            // The count drifted from the store (a failed write, say): trust
+            // the store, or the connection would ask again forever.
+            tracing::warn!(
+                expected = self.spilled,
+                "queued messages missing from the store"
+            );
+            self.spilled = 0;
+        }
+        loaded
+    }
+
     /// Drain everything this session holds for delivery (used when it ends, so
     /// shared-subscription messages can go to another member).
+    /// Their store entries go with the session.
     pub fn drain_all(&mut self) -> Vec<Delivery> {
         let mut out: Vec<Delivery> = self
             .inflight
@@ -291,6 +388,12 @@ impl SessionState {
             .collect();
         self.inflight_ids.clear();
         out.extend(self.queue.drain(..));
+        for delivery in &mut out {
+            delivery.stored = None;
+        }
+        self.forget.clear();
+        // Spilled messages go with the session's store entries.
+        self.spilled = 0;
         out
     }
 }

@@ -71,23 +71,20 @@ impl BrokerState {
         }
     }
 
-    /// Route a message to every matching subscription of its mountpoint.
-    /// Returns the number of sessions it matched, including those whose queue
-    /// policy dropped it (they are subscribers: no MQTT 5 reason 0x10).
-    pub fn route(&self, mountpoint: &str, message: Arc<Message>) -> usize {
+    /// The deliveries of a message: one per matching session (a session with
+    /// several overlapping subscriptions gets it once, at the highest granted
+    /// QoS, with every subscription identifier), one per shared group.
+    fn plan(&self, mountpoint: &str, message: &Arc<Message>) -> Vec<(Arc<Session>, Delivery)> {
         let mut targets = self.topics.matches(
             mountpoint,
             &message.topic,
             self.settings.shared_subscription_policy,
         );
         if targets.is_empty() {
-            return 0;
+            return Vec::new();
         }
-        let limits = self.queue_limits();
-        // A session with several overlapping subscriptions gets the message
-        // once, at the highest granted QoS, with every subscription identifier.
         targets.sort_by_key(|t| (t.shared.is_some(), t.subscriber.session.id));
-        let mut delivered = 0;
+        let mut planned = Vec::with_capacity(targets.len());
         let mut i = 0;
         while i < targets.len() {
             let mut j = i + 1;
@@ -99,23 +96,93 @@ impl BrokerState {
                     j += 1;
                 }
             }
-            if let Some(delivery) = merge_targets(&message, &targets[i..j]) {
-                let session = &targets[i].subscriber.session;
-                delivered += 1;
-                if session.enqueue(delivery, &limits) != Enqueued::Queued {
-                    Metrics::add(&self.metrics.publish_dropped, 1);
-                }
+            if let Some(delivery) = merge_targets(message, &targets[i..j]) {
+                planned.push((targets[i].subscriber.session.clone(), delivery));
             }
             i = j;
         }
-        delivered
+        planned
+    }
+
+    /// Route a QoS 0 message that is never written to the store ($SYS).
+    /// Returns the number of sessions it matched.
+    pub fn route_volatile(&self, mountpoint: &str, message: Arc<Message>) -> usize {
+        debug_assert_eq!(message.qos, QoS::AtMostOnce);
+        let planned = self.plan(mountpoint, &message);
+        let limits = self.queue_limits();
+        let matched = planned.len();
+        for (session, delivery) in planned {
+            if session.enqueue(delivery, &limits) != Enqueued::Queued {
+                Metrics::add(&self.metrics.publish_dropped, 1);
+            }
+        }
+        matched
+    }
+
+    /// Queue deliveries. QoS 1/2 deliveries to persistent sessions are
+    /// written to the message store first (one write per distinct view of
+    /// the message, usually one for the whole fan-out), so whoever awaits
+    /// this may acknowledge the message afterwards.
+    async fn deliver(
+        &self,
+        mut planned: Vec<(Arc<Session>, Delivery)>,
+    ) -> Result<(), fogg_api::BackendError> {
+        let mut to_store: Vec<usize> = planned
+            .iter()
+            .enumerate()
+            .filter(|(_, (session, d))| d.qos != QoS::AtMostOnce && session.is_stored())
+            .map(|(i, _)| i)
+            .collect();
+        while let Some(&first) = to_store.first() {
+            let (same, rest): (Vec<usize>, Vec<usize>) = to_store
+                .iter()
+                .partition(|&&i| planned[i].1.same_view(&planned[first].1));
+            let keys: Vec<SessionKey> = same.iter().map(|&i| planned[i].0.key.clone()).collect();
+            let stored = planned[first].1.to_stored();
+            let seqs = self.services.messages.enqueue_many(&keys, &stored).await?;
+            for (&i, seq) in same.iter().zip(seqs) {
+                planned[i].1.stored = Some(seq);
+            }
+            to_store = rest;
+        }
+        let limits = self.queue_limits();
+        for (session, delivery) in planned {
+            let stored = delivery.stored.is_some();
+            if session.enqueue(delivery, &limits) != Enqueued::Queued {
+                Metrics::add(&self.metrics.publish_dropped, 1);
+                if stored {
+                    self.forget_delivered(&session).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove from the store the messages a session is done with.
+    pub async fn forget_delivered(&self, session: &Session) {
+        let seqs = {
+            let mut state = session.state.lock();
+            if state.forget.is_empty() {
+                return;
+            }
+            std::mem::take(&mut state.forget)
+        };
+        // Failing here costs a duplicate after a restart, never a loss.
+        if let Err(e) = self
+            .services
+            .messages
+            .remove_many(&session.key, &seqs)
+            .await
+        {
+            tracing::warn!(client_id = %session.key.client_id, error = %e, "could not remove delivered messages from the store");
+        }
     }
 
     /// Hand deliveries of an ending session that came through shared
     /// subscriptions to another member of their group, so a member going
     /// away does not lose the group's QoS 1/2 messages.
-    pub fn reroute_shared(&self, ending: &Session, deliveries: Vec<Delivery>) {
-        let limits = self.queue_limits();
+    pub async fn reroute_shared(&self, ending: &Session, deliveries: Vec<Delivery>) {
+        let mut planned = Vec::new();
         for mut delivery in deliveries {
             let Some(origin) = delivery.shared.clone() else {
                 continue;
@@ -133,12 +200,17 @@ impl BrokerState {
             if let Some(member) = candidate {
                 delivery.qos = delivery.qos.min(member.options.qos);
                 delivery.subscription_ids = member.identifier.into_iter().collect();
-                if member.session.enqueue(delivery, &limits) != Enqueued::Queued {
-                    Metrics::add(&self.metrics.publish_dropped, 1);
-                }
+                delivery.stored = None;
+                planned.push((member.session.clone(), delivery));
             } else {
                 Metrics::add(&self.metrics.publish_dropped, 1);
             }
+        }
+        if planned.is_empty() {
+            return;
+        }
+        if let Err(e) = self.deliver(planned).await {
+            tracing::warn!(client_id = %ending.key.client_id, error = %e, "could not store shared-subscription messages handed to another member");
         }
     }
 
@@ -206,7 +278,7 @@ impl BrokerState {
             state.drain_all()
         };
         session.end.notify_waiters();
-        self.reroute_shared(session, pending);
+        self.reroute_shared(session, pending).await;
         if !session.is_stored() {
             return;
         }
@@ -262,13 +334,17 @@ fn merge_targets(message: &Arc<Message>, targets: &[Target]) -> Option<Delivery>
         retain,
         subscription_ids: ids,
         shared,
+        stored: None,
     })
 }
 
 impl BrokerState {
     /// Publish a message: update the retained store when it is retained, then
-    /// route it. The store write completes before this returns, so a PUBACK
-    /// sent afterwards covers it.
+    /// route it. Every store write (retained, and the queues of persistent
+    /// sessions) completes before this returns, so a PUBACK sent afterwards
+    /// covers it. Returns the number of sessions the message matched,
+    /// including those whose queue policy dropped it (they are subscribers:
+    /// no MQTT 5 reason 0x10).
     pub async fn publish(
         &self,
         mountpoint: &str,
@@ -290,6 +366,9 @@ impl BrokerState {
                     .await?;
             }
         }
-        Ok(self.route(mountpoint, message))
+        let planned = self.plan(mountpoint, &message);
+        let matched = planned.len();
+        self.deliver(planned).await?;
+        Ok(matched)
     }
 }

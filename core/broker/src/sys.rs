@@ -86,6 +86,6 @@ fn publish_all(broker: &BrokerState) {
         broker
             .retained
             .set("", &message.topic, Some(message.clone()));
-        broker.route("", message);
+        broker.route_volatile("", message);
     }
 }

@@ -13,11 +13,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use common::{RawClient, V3, V4, V5, connect_packet, memory_services, publish_packet, test_config};
 use fogg_api::{
-    Authenticator, Authorizer, BackendError, ClientInfo, ConnectInfo, Decision, ErrorKind,
-    PublishRequest, SubscribeRequest,
+    AclRules, AuthDecision, Authenticator, Authorizer, BackendError, ClientInfo, ConnectInfo,
+    Decision, ErrorKind, PublishDecision, PublishModifiers, PublishRequest, PublishRule,
+    SubscribeDecision, SubscribeRequest, SubscribeRule, SubscriptionRewrite,
 };
-use fogg_broker::ChainLink;
 use fogg_broker::config::{AclAction, AclRule, ListenerConfig, Permission};
+use fogg_broker::{ChainLink, OnError};
 use fogg_codec::{
     Connect, Packet, Properties, ProtocolVersion, QoS, ReasonCode, Subscribe, SubscribeFilter,
     SubscriptionOptions,
@@ -391,24 +392,24 @@ impl Authorizer for TopicAuthorizer {
         &self,
         client: &ClientInfo,
         request: &PublishRequest<'_>,
-    ) -> Result<Decision, BackendError> {
+    ) -> Result<PublishDecision, BackendError> {
         self.calls.lock().push(format!(
             "{} pub {} {:?} {} q{}",
             self.name, client.client_id, client.username, request.topic, request.qos as u8
         ));
-        self.decide(request.topic)
+        self.decide(request.topic).map(Into::into)
     }
 
     async fn authorize_subscribe(
         &self,
         client: &ClientInfo,
         request: &SubscribeRequest<'_>,
-    ) -> Result<Decision, BackendError> {
+    ) -> Result<SubscribeDecision, BackendError> {
         self.calls.lock().push(format!(
             "{} sub {} {:?} {} q{}",
             self.name, client.client_id, client.username, request.filter, request.qos as u8
         ));
-        self.decide(request.filter)
+        self.decide(request.filter).map(Into::into)
     }
 }
 
@@ -427,6 +428,7 @@ fn authorizer_link(
             fallback,
             calls: calls.clone(),
         })),
+        on_error: OnError::Fail,
     }
 }
 
@@ -505,6 +507,7 @@ async fn chain_order_static_rules_first_and_answer_caching() {
     services.chain = vec![
         // A link without an authorizer is skipped.
         ChainLink {
+            on_error: OnError::Fail,
             name: "auth-only".into(),
             authenticator: None,
             authorizer: None,
@@ -566,19 +569,19 @@ async fn chain_order_static_rules_first_and_answer_caching() {
 struct UserAuthenticator;
 
 impl Authenticator for UserAuthenticator {
-    async fn authenticate(&self, info: &ConnectInfo) -> Result<Decision, BackendError> {
+    async fn authenticate(&self, info: &ConnectInfo) -> Result<AuthDecision, BackendError> {
         match info.username.as_deref() {
             Some("alice") if info.password.as_deref() == Some(&b"secret"[..]) => {
-                Ok(Decision::Allow)
+                Ok(AuthDecision::allow())
             }
-            Some("alice") => Ok(Decision::Deny),
+            Some("alice") => Ok(AuthDecision::Deny),
             Some("err") => Err(BackendError::new(
                 ErrorKind::Timeout,
                 "users",
                 "authenticate",
                 "no answer",
             )),
-            _ => Ok(Decision::Next),
+            _ => Ok(AuthDecision::Next),
         }
     }
 }
@@ -589,6 +592,7 @@ async fn start_with_authenticator(allow_anonymous: bool) -> common::TestBroker {
         name: "users".into(),
         authenticator: Some(Arc::new(UserAuthenticator)),
         authorizer: None,
+        on_error: OnError::Fail,
     }];
     let mut config = test_config();
     config.auth.allow_anonymous = allow_anonymous;
@@ -760,11 +764,11 @@ impl Authorizer for NoRetainNoQos2 {
         &self,
         _client: &ClientInfo,
         request: &PublishRequest<'_>,
-    ) -> Result<Decision, BackendError> {
+    ) -> Result<PublishDecision, BackendError> {
         Ok(if request.retain || request.qos == QoS::ExactlyOnce {
-            Decision::Deny
+            PublishDecision::Deny
         } else {
-            Decision::Allow
+            PublishDecision::Allow(None)
         })
     }
 
@@ -772,8 +776,8 @@ impl Authorizer for NoRetainNoQos2 {
         &self,
         _client: &ClientInfo,
         _request: &SubscribeRequest<'_>,
-    ) -> Result<Decision, BackendError> {
-        Ok(Decision::Allow)
+    ) -> Result<SubscribeDecision, BackendError> {
+        Ok(SubscribeDecision::allow())
     }
 }
 
@@ -784,6 +788,7 @@ async fn remembered_publish_answers_respect_retain_and_qos() {
         name: "no-retain".into(),
         authenticator: None,
         authorizer: Some(Arc::new(NoRetainNoQos2)),
+        on_error: OnError::Fail,
     }];
     let broker = common::start_with(test_config(), services).await;
     let mut c = RawClient::connected(broker.addr, V5, "remember").await;
@@ -809,5 +814,186 @@ async fn remembered_publish_answers_respect_retain_and_qos() {
     let mut late = RawClient::connected(broker.addr, V5, "remember-late").await;
     late.subscribe("r/t", QoS::AtLeastOnce).await;
     late.expect_nothing().await;
+    broker.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+// Rules handed over at CONNECT (VerneMQ's database model).
+
+/// Grants `ruled` a fixed set of rules; `down` is a failing backend.
+struct RulesAuthenticator(AclRules);
+
+impl Authenticator for RulesAuthenticator {
+    async fn authenticate(&self, info: &ConnectInfo) -> Result<AuthDecision, BackendError> {
+        match info.username.as_deref() {
+            Some("ruled") => Ok(AuthDecision::allow_with(self.0.clone())),
+            _ => Ok(AuthDecision::Next),
+        }
+    }
+}
+
+struct DownAuthenticator;
+
+impl Authenticator for DownAuthenticator {
+    async fn authenticate(&self, _: &ConnectInfo) -> Result<AuthDecision, BackendError> {
+        Err(BackendError::new(
+            ErrorKind::Unavailable,
+            "down",
+            "authenticate",
+            "connection refused",
+        ))
+    }
+}
+
+async fn ruled_client(
+    addr: SocketAddr,
+    version: ProtocolVersion,
+    id: &str,
+) -> (RawClient, ReasonCode) {
+    let (client, ack) =
+        RawClient::connect(addr, credentials(version, id, Some("ruled"), Some(b"x"))).await;
+    (client, ack.reason)
+}
+
+fn rules_for_tests() -> AclRules {
+    AclRules {
+        publish: vec![
+            PublishRule {
+                max_qos: QoS::AtLeastOnce,
+                max_payload_size: 4,
+                allowed_retain: false,
+                ..PublishRule::pattern("dev/%c/#")
+            },
+            PublishRule {
+                modifiers: Some(PublishModifiers {
+                    topic: Some("rewritten/topic".to_owned()),
+                    payload: Some(Bytes::from_static(b"changed")),
+                    ..PublishModifiers::default()
+                }),
+                ..PublishRule::pattern("rewrite/me")
+            },
+        ],
+        subscribe: vec![
+            SubscribeRule {
+                max_qos: QoS::AtMostOnce,
+                ..SubscribeRule::pattern("dev/+/#")
+            },
+            SubscribeRule::pattern("rewritten/#"),
+            SubscribeRule {
+                modifiers: Some(vec![SubscriptionRewrite {
+                    filter: "rewritten/#".to_owned(),
+                    qos: QoS::AtLeastOnce,
+                }]),
+                ..SubscribeRule::pattern("alias")
+            },
+        ],
+    }
+}
+
+async fn start_with_granted_rules(down_first: Option<OnError>) -> common::TestBroker {
+    let mut services = memory_services();
+    if let Some(on_error) = down_first {
+        services.chain.push(ChainLink {
+            name: "down".into(),
+            authenticator: Some(Arc::new(DownAuthenticator)),
+            authorizer: None,
+            on_error,
+        });
+    }
+    services.chain.push(ChainLink {
+        name: "db".into(),
+        authenticator: Some(Arc::new(RulesAuthenticator(rules_for_tests()))),
+        authorizer: None,
+        on_error: OnError::Fail,
+    });
+    let mut config = test_config();
+    config.auth.allow_anonymous = false;
+    common::start_with(config, services).await
+}
+
+#[tokio::test]
+async fn rules_from_connect_limit_qos_size_and_retain() {
+    let broker = start_with_granted_rules(None).await;
+    let (mut c, reason) = ruled_client(broker.addr, V5, "d1").await;
+    assert_eq!(reason, ReasonCode::Success);
+    let p = |topic, payload: &'static [u8], qos, retain| (topic, payload, qos, retain);
+    for ((topic, payload, qos, retain), want) in [
+        (
+            p("dev/d1/t", b"1234", QoS::AtLeastOnce, false),
+            ReasonCode::NoMatchingSubscribers,
+        ),
+        (
+            p("dev/d1/t", b"12345", QoS::AtLeastOnce, false),
+            ReasonCode::NotAuthorized,
+        ),
+        (
+            p("dev/d1/t", b"1", QoS::ExactlyOnce, false),
+            ReasonCode::NotAuthorized,
+        ),
+        (
+            p("dev/d1/t", b"1", QoS::AtLeastOnce, true),
+            ReasonCode::NotAuthorized,
+        ),
+        (
+            p("dev/other/t", b"1", QoS::AtLeastOnce, false),
+            ReasonCode::NotAuthorized,
+        ),
+    ] {
+        assert_eq!(
+            c.publish(topic, payload, qos, retain).await,
+            want,
+            "{topic} {payload:?} {qos:?} {retain}"
+        );
+    }
+    // A subscription is granted at most the rule's QoS.
+    assert_eq!(
+        c.subscribe("dev/d1/#", QoS::ExactlyOnce).await.reasons,
+        vec![ReasonCode::granted(QoS::AtMostOnce)]
+    );
+    assert_eq!(
+        c.subscribe("secret/#", QoS::AtMostOnce).await.reasons,
+        vec![ReasonCode::NotAuthorized]
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn publish_and_subscribe_modifiers_are_applied() {
+    let broker = start_with_granted_rules(None).await;
+    let (mut sub, reason) = ruled_client(broker.addr, V5, "sub").await;
+    assert_eq!(reason, ReasonCode::Success);
+    // Subscribing to `alias` puts `rewritten/#` at QoS 1 in its place.
+    assert_eq!(
+        sub.subscribe("alias", QoS::ExactlyOnce).await.reasons,
+        vec![ReasonCode::granted(QoS::AtLeastOnce)]
+    );
+    let (mut publisher, reason) = ruled_client(broker.addr, V5, "pub").await;
+    assert_eq!(reason, ReasonCode::Success);
+    assert_eq!(
+        publisher
+            .publish("rewrite/me", b"original", QoS::AtLeastOnce, false)
+            .await,
+        ReasonCode::Success
+    );
+    let got = sub.expect_publish().await;
+    assert_eq!(got.topic, "rewritten/topic");
+    assert_eq!(&got.payload[..], b"changed");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failing_backend_is_server_unavailable_unless_passed_over() {
+    for (version, unavailable) in [
+        (V5, ReasonCode::ServerUnavailable),
+        (V4, ReasonCode::ServerUnavailable),
+    ] {
+        let broker = start_with_granted_rules(Some(OnError::Fail)).await;
+        let (_c, reason) = ruled_client(broker.addr, version, "d1").await;
+        assert_eq!(reason, unavailable, "{version:?}");
+        broker.shutdown().await;
+    }
+    let broker = start_with_granted_rules(Some(OnError::Next)).await;
+    let (_c, reason) = ruled_client(broker.addr, V5, "d1").await;
+    assert_eq!(reason, ReasonCode::Success);
     broker.shutdown().await;
 }

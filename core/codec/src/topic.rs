@@ -7,6 +7,14 @@ pub struct TopicError {
     pub detail: &'static str,
 }
 
+impl std::fmt::Display for TopicError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.rule, self.detail)
+    }
+}
+
+impl std::error::Error for TopicError {}
+
 /// A topic name as used in PUBLISH: non-empty, no `+` or `#`, no U+0000.
 pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     if name.is_empty() {

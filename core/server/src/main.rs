@@ -123,7 +123,12 @@ async fn run(prepared: Prepared) -> anyhow::Result<()> {
         // fogg on port 0 and need the port it got.
         eprintln!("fogg: listening {name} {addr}");
     }
-    let signal = shutdown.wait().await;
+    let signal = shutdown
+        .wait(|| {
+            tracing::info!("SIGHUP received; reloading TLS certificates");
+            running.reload_certificates();
+        })
+        .await;
     tracing::info!("{signal} received; shutting down");
     running.shutdown().await;
     Ok(())
@@ -133,9 +138,14 @@ async fn run(prepared: Prepared) -> anyhow::Result<()> {
 fn start_error(e: StartError, provenance: &Provenance) -> anyhow::Error {
     let key = match &e {
         StartError::Bind { index, .. } => Some(Key::of(&["listeners"]).index(*index).field("bind")),
-        StartError::UnsupportedListener { index, .. } => {
-            Some(Key::of(&["listeners"]).index(*index).field("kind"))
+        StartError::UnsupportedListener { index, key, .. } => {
+            Some(Key::of(&["listeners"]).index(*index).field(key))
         }
+        StartError::Transport { index, source, .. } => Some(
+            Key::of(&["listeners"])
+                .index(*index)
+                .field(source.config_key().unwrap_or("kind")),
+        ),
         _ => None,
     };
     match key {

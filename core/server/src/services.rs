@@ -3,9 +3,14 @@
 //! compiled in (one cargo feature each).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
+use fogg_api::dynamic::{DynAuthCache, DynAuthenticator, DynAuthorizer};
+use fogg_api::layers::{CachedAuthenticator, Resilient};
 use fogg_api::{Backend, BackendConfig, Registry, RegistryError};
-use fogg_broker::{ChainLink, Config, Services};
+use fogg_broker::{ChainLink, Config, OnError, Services};
+use serde::Deserialize;
 
 use crate::config_loader::Provenance;
 use crate::error::{ConfigError, Key};
@@ -19,6 +24,18 @@ pub fn registry() -> Registry {
     registry.register(Box::new(fogg_storage_memory::MemoryFactory));
     #[cfg(feature = "storage-embedded")]
     registry.register(Box::new(fogg_storage_embedded::EmbeddedFactory));
+    #[cfg(feature = "auth-files")]
+    registry.register(Box::new(fogg_auth_files::FilesFactory));
+    #[cfg(feature = "auth-mongodb")]
+    registry.register(Box::new(fogg_auth_mongodb::MongoFactory));
+    #[cfg(feature = "auth-redis")]
+    registry.register(Box::new(fogg_auth_redis::RedisFactory));
+    #[cfg(feature = "auth-memcached")]
+    registry.register(Box::new(fogg_auth_memcached::MemcachedFactory));
+    #[cfg(feature = "auth-postgres")]
+    registry.register(Box::new(fogg_auth_postgres::PostgresFactory));
+    #[cfg(feature = "auth-mysql")]
+    registry.register(Box::new(fogg_auth_mysql::MysqlFactory));
     registry
 }
 
@@ -44,8 +61,12 @@ pub fn build(
     // Every defined instance is built, used or not, so that `--check`
     // catches a bad setting before the day the instance is put to use.
     let mut backends = BTreeMap::new();
+    let mut policies = BTreeMap::new();
     for (name, table) in &config.backends {
         let mut settings = table.clone();
+        let policy = Policy::take(&mut settings)
+            .map_err(|(key, reason)| err(Key::of(&["backends", name, key]), reason))?;
+        policies.insert(name.clone(), policy);
         let kind = match settings.remove("kind") {
             Some(toml::Value::String(kind)) => kind,
             _ => {
@@ -67,7 +88,9 @@ pub fn build(
         backends.insert(name.clone(), backend);
     }
     for name in backends.keys() {
-        let used = config.storage.backend == *name || config.auth.chain.contains(name);
+        let used = config.storage.backend == *name
+            || config.auth.chain.contains(name)
+            || config.auth.cache == *name;
         if !used {
             tracing::warn!(backend = %name, "backend is defined but not used by [storage] or [auth] chain");
         }
@@ -143,6 +166,25 @@ pub fn build(
         .clone()
         .ok_or_else(|| missing("retained store"))?;
 
+    let cache: Option<(String, Arc<dyn DynAuthCache>)> = if config.auth.cache.is_empty() {
+        None
+    } else {
+        let key = Key::of(&["auth", "cache"]);
+        let name = &config.auth.cache;
+        let backend = backends
+            .get(name)
+            .ok_or_else(|| err(key.clone(), format!("`{name}` is not a defined backend")))?;
+        let handle = backend.cache.clone().ok_or_else(|| {
+            err(
+                key,
+                format!(
+                    "backend `{name}` (kind `{}`) cannot serve as an authentication cache",
+                    backend.kind
+                ),
+            )
+        })?;
+        Some((name.clone(), handle))
+    };
     let chain = config
         .auth
         .chain
@@ -155,10 +197,42 @@ pub fn build(
                     format!("`{name}` is not a defined backend"),
                 )
             })?;
+            let policy = policies.get(name).copied().unwrap_or_default();
+            let authenticator = backend.authenticator.clone().map(|inner| {
+                let guarded: Arc<dyn DynAuthenticator> = Arc::new(Resilient::new(
+                    inner,
+                    name.clone(),
+                    policy.timeout,
+                    policy.retries,
+                ));
+                match &cache {
+                    // The cache sits outside the timeout: a hit never waits
+                    // on the database.
+                    Some((cache_name, cache)) => Arc::new(CachedAuthenticator::new(
+                        guarded,
+                        name.clone(),
+                        cache.clone(),
+                        cache_name.clone(),
+                        config.auth.cache_ttl,
+                        config.auth.cache_denials,
+                    ))
+                        as Arc<dyn DynAuthenticator>,
+                    None => guarded,
+                }
+            });
+            let authorizer = backend.authorizer.clone().map(|inner| {
+                Arc::new(Resilient::new(
+                    inner,
+                    name.clone(),
+                    policy.timeout,
+                    policy.retries,
+                )) as Arc<dyn DynAuthorizer>
+            });
             Ok(ChainLink {
                 name: name.clone(),
-                authenticator: backend.authenticator.clone(),
-                authorizer: backend.authorizer.clone(),
+                authenticator,
+                authorizer,
+                on_error: policy.on_error,
             })
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
@@ -171,6 +245,60 @@ pub fn build(
         // MQTT 5 enhanced authentication is not wired to configuration yet.
         enhanced: Vec::new(),
     })
+}
+
+/// Keys any `[backends.NAME]` table may carry besides the backend's own:
+/// the layers the binary wraps around it.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Policy {
+    /// What a failure or timeout means: `fail` (refuse, the default) or
+    /// `next` (ask the next backend of the chain).
+    on_error: OnError,
+    /// Longest wait for one answer.
+    #[serde(with = "humantime_serde")]
+    timeout: Duration,
+    /// Further attempts after a transient error (connection lost, timeout).
+    retries: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            on_error: OnError::Fail,
+            timeout: Duration::from_secs(5),
+            retries: 1,
+        }
+    }
+}
+
+impl Policy {
+    const KEYS: [&'static str; 3] = ["on_error", "timeout", "retries"];
+
+    /// Take the policy keys out of a backend's table, leaving the rest for
+    /// the backend's factory. An error names the key and the reason.
+    fn take(settings: &mut toml::Table) -> Result<Policy, (&'static str, String)> {
+        let mut own = toml::Table::new();
+        for key in Policy::KEYS {
+            if let Some(value) = settings.remove(key) {
+                own.insert(key.to_owned(), value);
+            }
+        }
+        Policy::deserialize(toml::Value::Table(own.clone())).map_err(|e| {
+            // Name the offending key: try each one alone.
+            let key = Policy::KEYS
+                .into_iter()
+                .find(|key| {
+                    own.get(*key).is_some_and(|value| {
+                        let mut one = toml::Table::new();
+                        one.insert((*key).to_owned(), value.clone());
+                        Policy::deserialize(toml::Value::Table(one)).is_err()
+                    })
+                })
+                .unwrap_or("on_error");
+            (key, e.message().to_owned())
+        })
+    }
 }
 
 fn registry_error(e: RegistryError, err: &impl Fn(Key, String) -> ConfigError) -> ConfigError {
@@ -211,7 +339,13 @@ mod tests {
 
     #[test]
     fn the_stores_are_compiled_in_by_default() {
-        assert_eq!(registry().kinds(), ["embedded", "memory"]);
+        let kinds = registry().kinds();
+        assert!(
+            kinds.contains(&"embedded") && kinds.contains(&"memory"),
+            "{kinds:?}"
+        );
+        #[cfg(feature = "auth-files")]
+        assert!(kinds.contains(&"files"), "{kinds:?}");
     }
 
     #[test]
@@ -219,6 +353,37 @@ mod tests {
         let services = build_files(&[]).unwrap();
         assert!(services.chain.is_empty());
         assert!(services.enhanced.is_empty());
+    }
+
+    #[test]
+    fn policy_keys_are_checked_and_taken_from_the_backend_table() {
+        // `memory` knows none of these keys: the binary takes them first.
+        let ok = build_files(&[(
+            "b.toml",
+            "[backends.mem]\nkind = \"memory\"\non_error = \"next\"\ntimeout = \"250ms\"\nretries = 0\n",
+        )]);
+        assert!(ok.is_ok(), "{:?}", ok.err());
+        for (line, key, reason) in [
+            ("timeout = \"soon\"", "timeout", "expected a duration"),
+            (
+                "on_error = \"allow\"",
+                "on_error",
+                "unknown variant `allow`",
+            ),
+            ("retries = -1", "retries", "invalid value"),
+        ] {
+            let text = build_files(&[(
+                "b.toml",
+                &format!("[backends.mem]\nkind = \"memory\"\n{line}\n"),
+            )])
+            .err()
+            .unwrap();
+            assert!(
+                text.contains(&format!("b.toml: backends.mem.{key}: ")),
+                "{text}"
+            );
+            assert!(text.contains(reason), "{text}");
+        }
     }
 
     #[test]

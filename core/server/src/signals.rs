@@ -1,4 +1,5 @@
-//! The shutdown signals: SIGTERM and SIGINT.
+//! The signals: SIGTERM and SIGINT shut down, SIGHUP reloads the TLS
+//! certificates.
 
 use std::io;
 
@@ -9,6 +10,8 @@ pub struct Shutdown {
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
     int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Shutdown {
@@ -20,6 +23,7 @@ impl Shutdown {
             Ok(Shutdown {
                 term: signal(SignalKind::terminate())?,
                 int: signal(SignalKind::interrupt())?,
+                hup: signal(SignalKind::hangup())?,
             })
         }
         #[cfg(not(unix))]
@@ -28,18 +32,20 @@ impl Shutdown {
         }
     }
 
-    /// Wait for the first signal; returns its name for the log.
-    pub async fn wait(mut self) -> &'static str {
+    /// Wait for a shutdown signal, calling `on_reload` at every SIGHUP on the
+    /// way; returns the shutdown signal's name for the log.
+    pub async fn wait(mut self, mut on_reload: impl FnMut()) -> &'static str {
         #[cfg(unix)]
-        {
+        loop {
             tokio::select! {
-                _ = self.term.recv() => "SIGTERM",
-                _ = self.int.recv() => "SIGINT",
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.hup.recv() => on_reload(),
             }
         }
         #[cfg(not(unix))]
         {
-            let _ = &mut self;
+            let _ = (&mut self, &mut on_reload);
             let _ = tokio::signal::ctrl_c().await;
             "Ctrl-C"
         }

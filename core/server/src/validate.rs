@@ -115,6 +115,15 @@ fn check_listeners(
                 format!("listener `{}`: {reason}", listener.name),
             ));
         }
+        // Read the certificate and key files as the listener will, so a
+        // missing or unparseable file fails `--check` naming it.
+        let settings = fogg_broker::transport_settings(listener, config.broker.max_packet_size);
+        if let Err(e) = fogg_transport::Acceptor::new(settings) {
+            return Err(err(
+                key.field(e.config_key().unwrap_or("kind")),
+                format!("listener `{}`: {e}", listener.name),
+            ));
+        }
         if listener.mountpoint.contains(['+', '#', '\0']) {
             return Err(err(
                 key.field("mountpoint"),
@@ -261,12 +270,29 @@ fn check_auth(
             ));
         }
     }
-    // The broker has no answer cache yet; accepting the key would promise one.
-    if !config.auth.cache.is_empty() {
-        return Err(err(
-            Key::of(&["auth", "cache"]),
-            "caching auth answers is not supported yet; remove the key or set \"\"".to_owned(),
-        ));
+    let cache = &config.auth.cache;
+    if !cache.is_empty() {
+        let key = Key::of(&["auth", "cache"]);
+        let Some(kind) = kinds.get(cache.as_str()) else {
+            return Err(err(
+                key,
+                format!(
+                    "`{cache}` is not a defined [backends.NAME]{}",
+                    defined(kinds)
+                ),
+            ));
+        };
+        let caps = registry.capabilities(kind).unwrap_or(Capabilities(&[]));
+        if !caps.serves(Concern::Cache) {
+            return Err(err(
+                key,
+                format!(
+                    "backend `{cache}` (kind `{kind}`) cannot serve as {}; it serves: {}",
+                    Concern::Cache,
+                    serves(caps)
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -395,14 +421,64 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_listener_kinds_are_refused() {
+    fn tls_listeners_need_their_files() {
         let text = check_files(&[("l.toml", "[[listeners]]\nkind = \"wss\"\n")]);
         assert!(
             text.contains(
-                "listeners[0].kind: listener `mqtt`: listener kind `wss` is not supported yet"
+                "l.toml (key not set there: built-in default): listeners[0].certfile: listener `mqtt`: a `wss` listener needs certfile (and keyfile)"
             ),
             "{text}"
         );
+        // Files are read at check time: the error names the key and the file.
+        let text = check_files(&[(
+            "l.toml",
+            "[[listeners]]\nkind = \"tls\"\ncertfile = \"/nonexistent/server.pem\"\nkeyfile = \"/nonexistent/server.key\"\n",
+        )]);
+        assert!(
+            text.contains("l.toml: listeners[0].certfile: listener `mqtt`: certfile /nonexistent/server.pem: cannot read: "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn tls_settings_must_agree() {
+        let tls = "[[listeners]]\nkind = \"tls\"\ncertfile = \"c\"\nkeyfile = \"k\"\n";
+        let text = check_files(&[("l.toml", &format!("{tls}use_identity_as_username = true\n"))]);
+        assert!(
+            text.contains("listeners[0].require_client_cert: listener `mqtt`: use_identity_as_username = true needs require_client_cert = true"),
+            "{text}"
+        );
+        let text = check_files(&[("l.toml", &format!("{tls}require_client_cert = true\n"))]);
+        assert!(
+            text.contains(
+                "listeners[0].cafile: listener `mqtt`: require_client_cert = true needs cafile"
+            ),
+            "{text}"
+        );
+        let text = check_files(&[("l.toml", "[[listeners]]\ncertfile = \"c\"\n")]);
+        assert!(
+            text.contains("listeners[0].certfile: listener `mqtt`: only tls and wss listeners use certificates; this one is `tcp`"),
+            "{text}"
+        );
+        let text = check_files(&[(
+            "l.toml",
+            "[[listeners]]\nkind = \"ws\"\nuse_identity_as_username = true\n",
+        )]);
+        assert!(text.contains("listeners[0].use_identity_as_username: listener `mqtt`: a `ws` listener has no client certificates"), "{text}");
+        let text = check_files(&[(
+            "l.toml",
+            "[[listeners]]\nkind = \"ws\"\nws_path = \"mqtt\"\n",
+        )]);
+        assert!(
+            text.contains("listeners[0].ws_path: listener `mqtt`: `mqtt` must start with `/`"),
+            "{text}"
+        );
+        // Plain ws, and PROXY in front of anything, need nothing more.
+        let text = check_files(&[(
+            "l.toml",
+            "[[listeners]]\nkind = \"ws\"\nproxy_protocol = true\n",
+        )]);
+        assert_eq!(text, "");
     }
 
     #[test]
@@ -442,9 +518,15 @@ mod tests {
     fn unknown_kinds_list_the_compiled_in_ones() {
         let text = check_files(&[(
             "b.toml",
-            "[backends.pg]\nkind = \"postgres\"\nurl = \"postgres://u:pw@h/db\"\n",
+            "[backends.db]\nkind = \"oracle\"\nurl = \"oracle://u:pw@h/db\"\n",
         )]);
-        assert!(text.contains("b.toml: backends.pg.kind: unknown backend kind `postgres`; compiled-in kinds: embedded, memory"), "{text}");
+        let kinds = crate::services::registry().kinds().join(", ");
+        assert!(
+            text.contains(&format!(
+                "b.toml: backends.db.kind: unknown backend kind `oracle`; compiled-in kinds: {kinds}"
+            )),
+            "{text}"
+        );
     }
 
     #[test]
@@ -455,10 +537,11 @@ mod tests {
             "{text}"
         );
         let text = check_files(&[("b.toml", "[backends.x]\nurl = \"redis://h\"\n")]);
+        let kinds = crate::services::registry().kinds().join(", ");
         assert!(
-            text.contains(
-                "b.toml: backends.x.kind: missing required key; compiled-in kinds: embedded, memory"
-            ),
+            text.contains(&format!(
+                "b.toml: backends.x.kind: missing required key; compiled-in kinds: {kinds}"
+            )),
             "{text}"
         );
     }
@@ -491,7 +574,7 @@ mod tests {
     }
 
     #[test]
-    fn bridges_and_the_auth_cache_are_refused_for_now() {
+    fn bridges_are_refused_and_the_auth_cache_must_be_a_cache() {
         let text = check_files(&[("b.toml", "[[bridges]]\nname = \"cloud\"\n")]);
         assert!(
             text.contains("b.toml: bridges: bridges are not supported yet"),
@@ -499,7 +582,17 @@ mod tests {
         );
         let text = check_files(&[("a.toml", "[auth]\ncache = \"mc\"\n")]);
         assert!(
-            text.contains("a.toml: auth.cache: caching auth answers is not supported yet"),
+            text.contains("a.toml: auth.cache: `mc` is not a defined [backends.NAME]"),
+            "{text}"
+        );
+        let text = check_files(&[(
+            "a.toml",
+            "[auth]\ncache = \"mem\"\n[backends.mem]\nkind = \"memory\"\n",
+        )]);
+        assert!(
+            text.contains(
+                "auth.cache: backend `mem` (kind `memory`) cannot serve as authentication cache"
+            ),
             "{text}"
         );
     }

@@ -30,7 +30,12 @@
 //! * sequence numbers are >= 1 (`after = 0` reads from the start), increase
 //!   per session also across `remove` and `clear_queue`, and a message never
 //!   becomes visible below a number a reader has already seen;
-//! * `remove(key, seq)` only ever touches `key`'s queue;
+//! * `remove(key, seq)` and `remove_many(key, seqs)` only ever touch `key`'s
+//!   queue, skipping missing numbers;
+//! * `enqueue_many` answers one number per key, in key order, increasing per
+//!   session;
+//! * delivery states exist only for queued messages and go with them;
+//!   incoming QoS 2 ids go with the session (`delete_session`), not its queue;
 //! * `SystemTime` values keep at least millisecond precision;
 //! * the order of a session's subscriptions and of match / list results is
 //!   not significant;
@@ -108,6 +113,7 @@ macro_rules! __storage_behavior_for_each_case {
             session_list,
             session_fields_round_trip,
             session_subscriptions_round_trip,
+            session_will_round_trip,
             session_expiry_after_round_trip,
             session_keys_are_isolated,
             times_keep_millisecond_precision,
@@ -119,6 +125,11 @@ macro_rules! __storage_behavior_for_each_case {
             queue_dropped_by_delete_session_only,
             queue_isolated_per_session_and_mountpoint,
             queue_message_round_trip,
+            queue_enqueue_many,
+            queue_remove_many,
+            delivery_state_set_overwrite_clear,
+            delivery_state_dropped_with_message,
+            incoming_qos2_set_clear_dropped_with_session,
             retained_put_replace_delete,
             retained_match_exact_and_wildcards,
             retained_match_literal_special_characters,
@@ -129,6 +140,7 @@ macro_rules! __storage_behavior_for_each_case {
             concurrent_enqueue_one_session,
             concurrent_producers_and_cursor_consumer,
             concurrent_many_sessions,
+            concurrent_enqueue_many,
             concurrent_retained,
         }
     };

@@ -227,6 +227,7 @@ pub fn session(key: &SessionKey) -> StoredSession {
         expiry_interval: 3600,
         disconnected_at: None,
         subscriptions: Vec::new(),
+        will: None,
     }
 }
 

@@ -2,7 +2,9 @@
 //! sessions and queue metadata, written by hand (no serde on the fogg-codec
 //! types).
 //!
-//! Every value starts with a format byte ([`FORMAT_V1`]). Lengths and counts
+//! Every value starts with a format byte ([`FORMAT_V1`]; sessions are
+//! written as [`SESSION_FORMAT_V2`], which adds the delayed will, and format-1
+//! sessions written before it are still read). Lengths and counts
 //! are LEB128 varints; fixed-width integers are big-endian; times are signed
 //! milliseconds since the UNIX epoch. A decoder meeting an unknown format
 //! byte, a truncated value or trailing bytes reports [`DecodeError`] rather
@@ -16,11 +18,17 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use fogg_api::{ProtocolVersion, QoS, StoredMessage, StoredSession, StoredSubscription};
+use fogg_api::{
+    DeliveryStage, DeliveryState, ProtocolVersion, QoS, StoredMessage, StoredSession,
+    StoredSubscription, StoredWill,
+};
 use fogg_codec::{Properties, RetainHandling, SubscriptionOptions, property_id as id};
 
-/// The only value format so far.
+/// The format of every value but sessions.
 pub(crate) const FORMAT_V1: u8 = 1;
+/// Sessions: format 1 plus the delayed will (a flag byte, then the will).
+/// Format-1 sessions (written before wills were stored) have no will.
+pub(crate) const SESSION_FORMAT_V2: u8 = 2;
 
 /// Why a stored value could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,11 +162,20 @@ impl<'a> Reader<'a> {
         }
     }
     fn format(&mut self) -> Result<(), DecodeError> {
+        self.format_of(&[FORMAT_V1]).map(drop)
+    }
+    /// Reads the format byte, one of `known`.
+    fn format_of(&mut self, known: &[u8]) -> Result<u8, DecodeError> {
         match self.u8()? {
-            FORMAT_V1 => Ok(()),
+            format if known.contains(&format) => Ok(format),
             other => err(format!(
-                "{} value has unknown format {other} (this build reads format {FORMAT_V1})",
-                self.what
+                "{} value has unknown format {other} (this build reads format {})",
+                self.what,
+                known
+                    .iter()
+                    .map(u8::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" and ")
             )),
         }
     }
@@ -468,8 +485,8 @@ fn protocol_from(level: u8) -> Result<ProtocolVersion, DecodeError> {
 
 /// Encodes a session without its key (the key is the record's key).
 pub(crate) fn encode_session(session: &StoredSession) -> Result<Vec<u8>, EncodeError> {
-    let mut w = Writer::with_capacity(16 + 16 * session.subscriptions.len());
-    w.u8(FORMAT_V1);
+    let mut w = Writer::with_capacity(17 + 16 * session.subscriptions.len());
+    w.u8(SESSION_FORMAT_V2);
     w.u8(protocol_level(session.protocol));
     w.u32(session.expiry_interval);
     match session.disconnected_at {
@@ -495,6 +512,16 @@ pub(crate) fn encode_session(session: &StoredSession) -> Result<Vec<u8>, EncodeE
             w.u32(identifier);
         }
     }
+    // Format 2: the will whose delay is running, as a flag byte (always
+    // present, so a value cut before it is truncated, not "no will").
+    match &session.will {
+        None => w.u8(0),
+        Some(will) => {
+            w.u8(1);
+            w.i64(to_millis(will.publish_at)?);
+            w.bytes(&encode_message(&will.message)?);
+        }
+    }
     Ok(w.0)
 }
 
@@ -504,7 +531,7 @@ pub(crate) fn decode_session(
 ) -> Result<StoredSession, DecodeError> {
     const WHAT: &str = "session";
     let mut r = Reader::new(bytes, WHAT);
-    r.format()?;
+    let format = r.format_of(&[FORMAT_V1, SESSION_FORMAT_V2])?;
     let protocol = protocol_from(r.u8()?)?;
     let expiry_interval = r.u32()?;
     let disconnected_at = match r.u8()? {
@@ -545,6 +572,23 @@ pub(crate) fn decode_session(
             identifier,
         });
     }
+    let will = if format == FORMAT_V1 {
+        None
+    } else {
+        match r.u8()? {
+            0 => None,
+            1 => {
+                let publish_at = from_millis(r.i64()?, WHAT)?;
+                let message = decode_message(r.bytes()?)
+                    .map_err(|e| DecodeError(format!("session value has a bad will: {e}")))?;
+                Some(StoredWill {
+                    message,
+                    publish_at,
+                })
+            }
+            other => return err(format!("session value has invalid will flag {other}")),
+        }
+    };
     r.finish()?;
     Ok(StoredSession {
         key,
@@ -552,7 +596,45 @@ pub(crate) fn decode_session(
         expiry_interval,
         disconnected_at,
         subscriptions,
+        will,
     })
+}
+
+// ---------------------------------------------------------------- inflight
+
+fn stage_code(stage: DeliveryStage) -> u8 {
+    match stage {
+        DeliveryStage::Sent => 1,
+        DeliveryStage::Released => 2,
+    }
+}
+
+/// Encodes how far a queued message got: format, stage, packet id.
+pub(crate) fn encode_delivery_state(state: DeliveryState) -> [u8; 4] {
+    let [hi, lo] = state.packet_id.to_be_bytes();
+    [FORMAT_V1, stage_code(state.stage), hi, lo]
+}
+
+pub(crate) fn decode_delivery_state(bytes: &[u8]) -> Result<DeliveryState, DecodeError> {
+    let mut r = Reader::new(bytes, "delivery state");
+    r.format()?;
+    let stage = match r.u8()? {
+        1 => DeliveryStage::Sent,
+        2 => DeliveryStage::Released,
+        other => return err(format!("delivery state value has unknown stage {other}")),
+    };
+    let packet_id = r.u16()?;
+    r.finish()?;
+    Ok(DeliveryState { packet_id, stage })
+}
+
+/// The value of an incoming QoS 2 record: the key says everything.
+pub(crate) const INCOMING_QOS2_VALUE: [u8; 1] = [FORMAT_V1];
+
+pub(crate) fn decode_incoming_qos2(bytes: &[u8]) -> Result<(), DecodeError> {
+    let mut r = Reader::new(bytes, "incoming QoS 2");
+    r.format()?;
+    r.finish()
 }
 
 // ---------------------------------------------------------------- metadata
@@ -747,6 +829,10 @@ mod tests {
                 expiry_interval: u32::MAX,
                 disconnected_at: Some(UNIX_EPOCH + Duration::from_millis(42)),
                 subscriptions,
+                will: Some(StoredWill {
+                    message: message(),
+                    publish_at: UNIX_EPOCH + Duration::from_millis(1_700_000_005_000),
+                }),
             },
             StoredSession {
                 key: key.clone(),
@@ -754,14 +840,120 @@ mod tests {
                 expiry_interval: 0,
                 disconnected_at: None,
                 subscriptions: Vec::new(),
+                will: None,
             },
         ] {
             let bytes = encode_session(&s).expect("encode");
+            assert_eq!(bytes[0], SESSION_FORMAT_V2);
             assert_eq!(decode_session(key.clone(), &bytes).expect("decode"), s);
             for cut in 0..bytes.len() {
                 assert!(decode_session(key.clone(), &bytes[..cut]).is_err());
             }
+            let mut trailing = bytes.clone();
+            trailing.push(0);
+            assert!(decode_session(key.clone(), &trailing).is_err());
+            for i in 0..bytes.len() {
+                let mut garbled = bytes.clone();
+                garbled[i] ^= 0xA5;
+                let _ = decode_session(key.clone(), &garbled);
+            }
         }
+    }
+
+    /// A session record as the store wrote it before wills were stored
+    /// (format 1: no will section) still decodes, with no will.
+    #[test]
+    fn format_1_sessions_still_decode() {
+        let key = SessionKey::new("m", "c");
+        let mut v1 = vec![FORMAT_V1, 5];
+        v1.extend_from_slice(&3600u32.to_be_bytes());
+        v1.push(1);
+        v1.extend_from_slice(&1_700_000_000_456i64.to_be_bytes());
+        v1.push(1); // one subscription
+        v1.push(3);
+        v1.extend_from_slice(b"a/+");
+        v1.push(0b0100_0101); // QoS 1, no local, has identifier
+        v1.extend_from_slice(&9u32.to_be_bytes());
+        let session = decode_session(key.clone(), &v1).expect("a format-1 session");
+        assert_eq!(
+            session,
+            StoredSession {
+                key: key.clone(),
+                protocol: ProtocolVersion::V5,
+                expiry_interval: 3600,
+                disconnected_at: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_456)),
+                subscriptions: vec![StoredSubscription {
+                    filter: "a/+".into(),
+                    options: SubscriptionOptions {
+                        qos: QoS::AtLeastOnce,
+                        no_local: true,
+                        retain_as_published: false,
+                        retain_handling: RetainHandling::SendAtSubscribe,
+                    },
+                    identifier: Some(9),
+                }],
+                will: None,
+            }
+        );
+        // Format 1 has no will flag: a byte after the subscriptions is garbage.
+        let mut trailing = v1.clone();
+        trailing.push(0);
+        assert!(decode_session(key.clone(), &trailing).is_err());
+        let mut unknown = v1;
+        unknown[0] = 3;
+        let e = decode_session(key, &unknown).expect_err("unknown format");
+        assert!(e.0.contains("unknown format 3"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_will_is_named() {
+        let key = SessionKey::new("m", "c");
+        let s = StoredSession {
+            key: key.clone(),
+            protocol: ProtocolVersion::V5,
+            expiry_interval: 1,
+            disconnected_at: None,
+            subscriptions: Vec::new(),
+            will: Some(StoredWill {
+                message: message(),
+                publish_at: UNIX_EPOCH,
+            }),
+        };
+        let mut bytes = encode_session(&s).expect("encode");
+        // The will message's own format byte follows its length varint.
+        let will_message_format = bytes.len() - encode_message(&message()).expect("m").len();
+        bytes[will_message_format] = 9;
+        let e = decode_session(key, &bytes).expect_err("bad will");
+        assert!(e.0.contains("bad will"), "{e}");
+    }
+
+    #[test]
+    fn delivery_states_and_incoming_marks_round_trip() {
+        for state in [
+            DeliveryState {
+                packet_id: 1,
+                stage: DeliveryStage::Sent,
+            },
+            DeliveryState {
+                packet_id: u16::MAX,
+                stage: DeliveryStage::Released,
+            },
+        ] {
+            let bytes = encode_delivery_state(state);
+            assert_eq!(decode_delivery_state(&bytes).expect("decode"), state);
+            for cut in 0..bytes.len() {
+                assert!(decode_delivery_state(&bytes[..cut]).is_err());
+            }
+            let mut long = bytes.to_vec();
+            long.push(0);
+            assert!(decode_delivery_state(&long).is_err());
+        }
+        let e = decode_delivery_state(&[1, 7, 0, 1]).expect_err("unknown stage");
+        assert!(e.0.contains("unknown stage 7"), "{e}");
+        assert!(decode_incoming_qos2(&INCOMING_QOS2_VALUE).is_ok());
+        assert!(decode_incoming_qos2(&[]).is_err());
+        assert!(decode_incoming_qos2(&[1, 0]).is_err());
+        assert!(decode_incoming_qos2(&[2]).is_err());
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //! * **Queue key** `session key ++ seq` with `seq` a big-endian u64: a
 //!   session's messages are contiguous and in number order, so
 //!   `read_queue(after, limit)` is one range scan.
+//! * **Delivery state key** `session key ++ seq` (the queue key of the
+//!   message it belongs to, in its own keyspace) and **incoming QoS 2 key**
+//!   `session key ++ packet id` (big-endian u16): a session's records are
+//!   contiguous, and the session key at their front can be split off again.
 //! * **Retained key** `len-prefixed mountpoint ++ level(l1) ++ level(l2) ...`
 //!   where `level(l)` is `l` with each NUL byte written as `00 FF`, then the
 //!   terminator `00 01`. A level's encoding is self-delimiting too, so the keys
@@ -74,6 +78,23 @@ pub(crate) fn queue_key_seq(session: &[u8], key: &[u8]) -> Option<u64> {
     let tail = key.strip_prefix(session)?;
     let seq: [u8; 8] = tail.try_into().ok()?;
     Some(u64::from_be_bytes(seq))
+}
+
+/// Splits a key starting with a session key into that session key and the
+/// rest; `None` when it does not start with one.
+pub(crate) fn split_session(key: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut rest = key;
+    take_len_prefixed(&mut rest)?;
+    take_len_prefixed(&mut rest)?;
+    Some(key.split_at(key.len() - rest.len()))
+}
+
+/// The key of an incoming QoS 2 packet id of `session` (a session key).
+pub(crate) fn incoming_key(session: &[u8], packet_id: u16) -> Vec<u8> {
+    let mut out = Vec::with_capacity(session.len() + 2);
+    out.extend_from_slice(session);
+    out.extend_from_slice(&packet_id.to_be_bytes());
+    out
 }
 
 /// The prefix of every retained key of `mountpoint`.
@@ -201,6 +222,23 @@ mod tests {
         assert!(keys.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(queue_key_seq(&s, &keys[3]), Some(256));
         assert_eq!(queue_key_seq(&session_key("m", "d"), &keys[3]), None);
+    }
+
+    #[test]
+    fn session_prefixes_split_off() {
+        let s = session_key("m\0", "ç");
+        let q = queue_key(&s, 7);
+        assert_eq!(
+            split_session(&q),
+            Some((s.as_slice(), &7u64.to_be_bytes()[..]))
+        );
+        let i = incoming_key(&s, 513);
+        assert_eq!(split_session(&i), Some((s.as_slice(), &[2u8, 1][..])));
+        assert_eq!(split_session(&s), Some((s.as_slice(), &[][..])));
+        assert_eq!(split_session(&[0, 0, 0, 1]), None);
+        assert_eq!(split_session(&[0, 0, 0, 0, 0, 0, 0, 3, b'a']), None);
+        // Invalid UTF-8 in a part is not a session key.
+        assert_eq!(split_session(&[0, 0, 0, 1, 0xFF, 0, 0, 0, 0]), None);
     }
 
     #[test]

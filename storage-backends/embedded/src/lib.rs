@@ -24,8 +24,11 @@
 //! * `durability = "fsync"`: acknowledged after `fdatasync`; concurrent
 //!   writers share each sync (group commit, see [`store`]).
 //!
-//! Every trait method runs its engine calls on tokio's blocking pool, never on
-//! a reactor thread.
+//! No trait method touches the engine on a reactor thread: writes go to the
+//! store's writer thread (`fogg-embedded-writer`), which commits everything
+//! pending as one batch and answers through oneshots; reads run on tokio's
+//! blocking pool; queue lengths, delivery states and incoming QoS 2 ids are
+//! answered from memory.
 
 mod codec;
 mod keys;
@@ -40,7 +43,7 @@ use fogg_api::{
 };
 
 pub use store::{
-    Durability, ENGINE_DIR, EmbeddedStore, JOURNAL_CAP, JournalLoss, LOCK_FILE, Options,
+    Durability, ENGINE_DIR, EmbeddedStore, JOURNAL_CAP, JournalLoss, LOCK_FILE, Options, WritePath,
 };
 
 /// Builds `kind = "embedded"` backends: one open store per `[backends.NAME]`
@@ -127,6 +130,7 @@ impl BackendFactory for EmbeddedFactory {
             Options {
                 name: config.name.clone(),
                 durability: settings.durability,
+                ..Options::default()
             },
         )?);
         Ok(Backend::with_storage(

@@ -1,20 +1,21 @@
 //! The store: opening a directory, the group-commit writer, reads, and the
 //! background removal of cleared queues.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Slice};
 use fogg_api::{
-    BackendError, ErrorKind, MessageStore, RetainStore, SessionKey, SessionStore, StoredMessage,
-    StoredSession,
+    BackendError, DeliveryState, ErrorKind, MessageStore, RetainStore, SessionKey, SessionStore,
+    StoredMessage, StoredSession,
 };
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
+use tokio::sync::oneshot;
 
 use crate::codec::{self, DecodeError, EncodeError, QueueMeta};
 use crate::keys;
@@ -41,12 +42,29 @@ impl Durability {
     }
 }
 
+/// How a write gets from the caller to the engine. [`WritePath::Thread`] is
+/// the one measured best (see the crate README); `Blocking` is kept so the
+/// `write_path` benchmark can compare them.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WritePath {
+    /// The store's writer thread commits every pending write as one group;
+    /// the caller awaits a oneshot reply.
+    #[default]
+    Thread,
+    /// The caller's write runs on tokio's blocking pool, where it commits
+    /// itself and whatever is pending (the first design).
+    Blocking,
+}
+
 /// How to open a store.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The configured backend name, used in error messages.
     pub name: String,
     pub durability: Durability,
+    #[doc(hidden)]
+    pub write_path: WritePath,
 }
 
 impl Default for Options {
@@ -54,6 +72,7 @@ impl Default for Options {
         Options {
             name: "embedded".to_owned(),
             durability: Durability::Os,
+            write_path: WritePath::Thread,
         }
     }
 }
@@ -85,7 +104,10 @@ pub const ENGINE_DIR: &str = "store";
 
 /// Written once into a new store; a store with another value is refused.
 const FORMAT_KEY: &[u8] = b"format";
-const FORMAT_VALUE: &[u8] = b"fogg-embedded/1";
+/// Format 2 added the `delivery` and `incoming_qos2` keyspaces and sessions
+/// with a will. A format-1 store is upgraded in place at open (see `load`).
+const FORMAT_VALUE: &[u8] = b"fogg-embedded/2";
+const FORMAT_V1_VALUE: &[u8] = b"fogg-embedded/1";
 /// The next queue sequence number (store-wide, see `WriterState`).
 const NEXT_SEQ_KEY: &[u8] = b"next_seq";
 /// The most journal data kept before memtables are flushed to tables.
@@ -100,6 +122,7 @@ const PURGE_CHUNK: usize = 4096;
 pub struct EmbeddedStore {
     shared: Arc<Shared>,
     purge: Purger,
+    writer: WriterThread,
     journal_losses: Vec<JournalLoss>,
 }
 
@@ -114,14 +137,26 @@ struct Shared {
     queue_meta: Keyspace,
     retained: Keyspace,
     meta: Keyspace,
+    delivery: Keyspace,
+    incoming: Keyspace,
     /// Per-session queue length and cleared floor, for every session with a
     /// non-empty `QueueMeta`. Read without touching the disk; written only by
     /// the group-commit leader, after its batch is committed.
     metas: RwLock<HashMap<Vec<u8>, QueueMeta>>,
+    /// Delivery states and incoming QoS 2 ids of every session that has any:
+    /// a copy of the `delivery` and `incoming_qos2` keyspaces (bounded by the
+    /// sessions' inflight windows), written like `metas`.
+    inflight: RwLock<HashMap<Vec<u8>, Inflight>>,
     /// Held by the group-commit leader while it writes a batch.
     writer: Mutex<WriterState>,
-    /// Jobs waiting for a leader.
+    /// Jobs waiting for the writer thread (or the purge thread, which commits
+    /// them with its own chunk).
     pending: Mutex<Vec<Job>>,
+    /// Wakes the writer thread when `pending` gets a job or at shutdown.
+    pending_cv: Condvar,
+    /// Set at shutdown: the writer thread exits once `pending` is empty.
+    stopping: AtomicBool,
+    write_path: WritePath,
     durability: Durability,
     name: String,
     engine_dir: PathBuf,
@@ -136,15 +171,47 @@ struct WriterState {
     next_seq: u64,
 }
 
+/// The delivery states and incoming QoS 2 ids of one session.
+#[derive(Debug, Clone, Default)]
+struct Inflight {
+    delivery: BTreeMap<u64, DeliveryState>,
+    incoming: BTreeSet<u16>,
+}
+
+impl Inflight {
+    fn is_empty(&self) -> bool {
+        self.delivery.is_empty() && self.incoming.is_empty()
+    }
+}
+
 /// One write, encoded before it reaches the writer.
 enum Op {
     Enqueue {
         session: Vec<u8>,
-        value: Vec<u8>,
+        value: Slice,
+    },
+    /// One message into several queues (the value is shared, not copied).
+    EnqueueMany {
+        sessions: Vec<Vec<u8>>,
+        value: Slice,
     },
     Remove {
         session: Vec<u8>,
         seq: u64,
+    },
+    RemoveMany {
+        session: Vec<u8>,
+        seqs: Vec<u64>,
+    },
+    SetDelivery {
+        session: Vec<u8>,
+        seq: u64,
+        state: Option<DeliveryState>,
+    },
+    SetIncoming {
+        session: Vec<u8>,
+        packet_id: u16,
+        pending: bool,
     },
     ClearQueue {
         session: Vec<u8>,
@@ -173,15 +240,27 @@ enum Op {
     },
 }
 
-/// What `Op::ClearQueue` / `Op::DeleteSession` answer when cleared messages
-/// are left for the purge thread.
-const PURGE_NEEDED: u64 = 1;
+/// What a write answers.
+#[derive(Debug)]
+enum Answer {
+    Done,
+    Seq(u64),
+    Seqs(Vec<u64>),
+    /// A clear left messages for the purge thread to remove.
+    PurgeNeeded,
+}
 
-type Reply = Result<u64, BackendError>;
+type Reply = Result<Answer, BackendError>;
 
 struct Job {
     op: Op,
-    reply: SyncSender<Reply>,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// The thread that commits the writes handed to it (`pending`).
+struct WriterThread {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
 }
 
 /// The background thread that removes cleared messages.
@@ -306,7 +385,15 @@ impl EmbeddedStore {
                 ));
             }
         };
-        let [sessions, queues, queue_meta, retained, meta] = keyspaces;
+        let [
+            sessions,
+            queues,
+            queue_meta,
+            retained,
+            meta,
+            delivery,
+            incoming,
+        ] = keyspaces;
         let journal_losses = journals.after_open();
         for loss in &journal_losses {
             tracing::error!(
@@ -327,9 +414,15 @@ impl EmbeddedStore {
             queue_meta,
             retained,
             meta,
+            delivery,
+            incoming,
             metas: RwLock::new(HashMap::new()),
+            inflight: RwLock::new(HashMap::new()),
             writer: Mutex::new(WriterState { next_seq: 1 }),
             pending: Mutex::new(Vec::new()),
+            pending_cv: Condvar::new(),
+            stopping: AtomicBool::new(false),
+            write_path: options.write_path,
             durability: options.durability,
             name: name.to_owned(),
             engine_dir,
@@ -337,6 +430,12 @@ impl EmbeddedStore {
         };
         let to_purge = shared.load()?;
         let shared = Arc::new(shared);
+        let writer = WriterThread::start(shared.clone()).map_err(|e| {
+            fail(
+                ErrorKind::Unavailable,
+                format!("cannot start the store's writer thread: {e}"),
+            )
+        })?;
         let purge = Purger::start(shared.clone());
         for session in to_purge {
             purge.schedule(session);
@@ -350,6 +449,7 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             shared,
             purge,
+            writer,
             journal_losses,
         })
     }
@@ -398,7 +498,15 @@ impl EmbeddedStore {
     /// compaction. Blocking and expensive: for tests and maintenance tools.
     pub fn compact(&self) -> Result<(), BackendError> {
         let s = &self.shared;
-        for ks in [&s.sessions, &s.queues, &s.queue_meta, &s.retained, &s.meta] {
+        for ks in [
+            &s.sessions,
+            &s.queues,
+            &s.queue_meta,
+            &s.retained,
+            &s.meta,
+            &s.delivery,
+            &s.incoming,
+        ] {
             ks.rotate_memtable_and_wait()
                 .map_err(|e| s.engine_error("compact", e))?;
             ks.major_compact()
@@ -421,6 +529,7 @@ impl std::fmt::Debug for EmbeddedStore {
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
         self.purge.stop();
+        self.writer.stop();
         if let Err(e) = self.sync() {
             tracing::error!(error = %e, "embedded store: final sync failed");
         }
@@ -579,7 +688,7 @@ fn copy_prefix(from: &Path, to: &Path, len: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-fn open_engine(engine_dir: &Path) -> fjall::Result<(Database, [Keyspace; 5])> {
+fn open_engine(engine_dir: &Path) -> fjall::Result<(Database, [Keyspace; 7])> {
     let db = Database::builder(engine_dir)
         // Bounded memory: the block cache plus the (small) memtables below.
         .cache_size(32 * 1024 * 1024)
@@ -601,7 +710,16 @@ fn open_engine(engine_dir: &Path) -> fjall::Result<(Database, [Keyspace; 5])> {
     let queue_meta = db.keyspace("queue_meta", small)?;
     let retained = db.keyspace("retained", small)?;
     let meta = db.keyspace("meta", small)?;
-    Ok((db, [sessions, queues, queue_meta, retained, meta]))
+    // Small records, written and removed at the pace of the queues; a
+    // message's delivery state is usually removed while still in the memtable.
+    let delivery = db.keyspace("delivery", small)?;
+    let incoming = db.keyspace("incoming_qos2", small)?;
+    Ok((
+        db,
+        [
+            sessions, queues, queue_meta, retained, meta, delivery, incoming,
+        ],
+    ))
 }
 
 impl Shared {
@@ -616,6 +734,22 @@ impl Shared {
             .map_err(|e| self.engine_error(OP, e))?
         {
             Some(format) if &*format == FORMAT_VALUE => {}
+            Some(format) if &*format == FORMAT_V1_VALUE => {
+                // Format 1 lacks only what format 2 added: the two inflight
+                // keyspaces (created empty by `open_engine`) and the will in
+                // session records (format-1 records decode without one).
+                // Nothing to rewrite but the marker, so that a build that
+                // only reads format 1 refuses this store instead of ignoring
+                // its inflight records.
+                let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
+                batch.insert(&self.meta, FORMAT_KEY, FORMAT_VALUE);
+                batch.commit().map_err(|e| self.engine_error(OP, e))?;
+                tracing::info!(
+                    backend = %self.name,
+                    dir = %self.engine_dir.display(),
+                    "embedded store: upgraded the store format from 1 to 2"
+                );
+            }
             Some(other) => {
                 return Err(self.error(
                     ErrorKind::InvalidData,
@@ -657,42 +791,129 @@ impl Shared {
             metas.insert(key.to_vec(), meta);
         }
         *self.metas.write() = metas;
+        *self.inflight.write() = self.load_inflight()?;
         Ok(to_purge)
+    }
+
+    /// Reads every delivery state and incoming QoS 2 id (a few per session:
+    /// they are bounded by the inflight windows).
+    fn load_inflight(&self) -> Result<HashMap<Vec<u8>, Inflight>, BackendError> {
+        const OP: &str = "open";
+        let mut inflight: HashMap<Vec<u8>, Inflight> = HashMap::new();
+        for item in self.delivery.iter() {
+            let (key, value) = item.into_inner().map_err(|e| self.engine_error(OP, e))?;
+            let parsed = keys::split_session(&key).and_then(|(session, rest)| {
+                let seq: [u8; 8] = rest.try_into().ok()?;
+                Some((session, u64::from_be_bytes(seq)))
+            });
+            let Some((session, seq)) = parsed else {
+                return Err(self.decode_error(
+                    OP,
+                    "delivery state key",
+                    DecodeError(format!(
+                        "{key:?} is not a session key and a sequence number"
+                    )),
+                ));
+            };
+            let state = codec::decode_delivery_state(&value).map_err(|e| {
+                self.decode_error(
+                    OP,
+                    &format!("delivery state of message {seq} of {}", describe(session)),
+                    e,
+                )
+            })?;
+            inflight
+                .entry(session.to_vec())
+                .or_default()
+                .delivery
+                .insert(seq, state);
+        }
+        for item in self.incoming.iter() {
+            let (key, value) = item.into_inner().map_err(|e| self.engine_error(OP, e))?;
+            let parsed = keys::split_session(&key).and_then(|(session, rest)| {
+                let id: [u8; 2] = rest.try_into().ok()?;
+                Some((session, u16::from_be_bytes(id)))
+            });
+            let Some((session, packet_id)) = parsed else {
+                return Err(self.decode_error(
+                    OP,
+                    "incoming QoS 2 key",
+                    DecodeError(format!("{key:?} is not a session key and a packet id")),
+                ));
+            };
+            codec::decode_incoming_qos2(&value).map_err(|e| {
+                self.decode_error(
+                    OP,
+                    &format!(
+                        "incoming QoS 2 record of packet id {packet_id} of {}",
+                        describe(session)
+                    ),
+                    e,
+                )
+            })?;
+            inflight
+                .entry(session.to_vec())
+                .or_default()
+                .incoming
+                .insert(packet_id);
+        }
+        Ok(inflight)
     }
 }
 
 // ---------------------------------------------------------------- writing
 
 impl Shared {
-    /// Runs one write through group commit and returns its answer.
-    ///
-    /// The caller queues its job, then takes the writer lock. If the leader
-    /// before it already committed the job, the answer is waiting; otherwise
-    /// it becomes the leader and commits every queued job (its own and any
-    /// that arrived while the previous leader was writing or syncing) as one
-    /// engine batch: one journal write, and in `fsync` mode one `fdatasync`,
-    /// shared by all of them. This is LevelDB's writer queue, without a
-    /// dedicated thread: the jobs run on the callers' blocking threads.
-    fn submit(&self, op: Op) -> Reply {
-        let (reply, answer) = sync_channel(1);
-        self.pending.lock().push(Job { op, reply });
+    /// Commits `op` on the calling thread, with every job waiting in
+    /// `pending`, blocking on the writer lock if another leader is writing.
+    /// For the blocking pool and the purge thread, never a reactor thread.
+    fn submit_blocking(&self, op: Op) -> Reply {
         let mut state = self.writer.lock();
-        if let Ok(answer) = answer.try_recv() {
-            return answer;
-        }
         let jobs = std::mem::take(&mut *self.pending.lock());
-        self.commit_group(&mut state, jobs);
-        drop(state);
-        answer.recv().unwrap_or_else(|_| {
-            Err(self.error(
-                ErrorKind::Internal,
-                "write",
-                "the write was lost by the group commit".to_owned(),
-            ))
-        })
+        self.commit_jobs(&mut state, jobs, Some(&op))
+            .unwrap_or_else(|| Err(self.lost_write()))
     }
 
-    fn commit_group(&self, state: &mut WriterState, jobs: Vec<Job>) {
+    /// Hands a job to the writer thread.
+    fn hand_off(&self, op: Op) -> oneshot::Receiver<Reply> {
+        let (reply, answer) = oneshot::channel();
+        self.pending.lock().push(Job { op, reply });
+        self.pending_cv.notify_one();
+        answer
+    }
+
+    fn lost_write(&self) -> BackendError {
+        self.error(
+            ErrorKind::Internal,
+            "write",
+            "the write was lost by the group commit".to_owned(),
+        )
+    }
+
+    /// Commits `jobs` and `own` as one batch; answers the jobs and returns
+    /// `own`'s answer.
+    fn commit_jobs(
+        &self,
+        state: &mut WriterState,
+        jobs: Vec<Job>,
+        own: Option<&Op>,
+    ) -> Option<Reply> {
+        let ops: Vec<&Op> = jobs.iter().map(|job| &job.op).chain(own).collect();
+        let mut answers = self.commit_group(state, &ops);
+        let own_answer = if own.is_some() { answers.pop() } else { None };
+        for (job, answer) in jobs.into_iter().zip(answers) {
+            // A caller that went away no longer needs its answer.
+            let _ = job.reply.send(answer);
+        }
+        own_answer
+    }
+
+    /// Writes `ops` as one engine batch (one journal write; in `fsync` mode
+    /// one `fdatasync`) and returns their answers in order.
+    fn commit_group(&self, state: &mut WriterState, ops: &[&Op]) -> Vec<Reply> {
+        if ops.is_empty() {
+            return Vec::new();
+        }
         let persist = match self.durability {
             Durability::Os => PersistMode::Buffer,
             // The journal is preallocated, so its data (and the block
@@ -704,16 +925,17 @@ impl Shared {
             metas: HashMap::new(),
             removed: HashSet::new(),
             next_seq: state.next_seq,
+            delivery: HashMap::new(),
+            incoming: HashMap::new(),
         };
-        let answers: Vec<Reply> = jobs
-            .iter()
-            .map(|job| self.apply(&mut group, &job.op))
-            .collect();
+        let answers: Vec<Reply> = ops.iter().map(|op| self.apply(&mut group, op)).collect();
 
         let Group {
             mut batch,
             metas,
             next_seq,
+            delivery,
+            incoming,
             ..
         } = group;
         for (session, meta) in &metas {
@@ -730,6 +952,41 @@ impl Shared {
         if next_seq != state.next_seq {
             batch.insert(&self.meta, NEXT_SEQ_KEY, codec::encode_u64(next_seq));
         }
+        {
+            // Only what differs from the committed records is written.
+            let committed = self.inflight.read();
+            for (session, changes) in &delivery {
+                let before = committed.get(session);
+                for (seq, after) in changes {
+                    if before.and_then(|i| i.delivery.get(seq)) == after.as_ref() {
+                        continue;
+                    }
+                    let key = keys::queue_key(session, *seq);
+                    match after {
+                        Some(state) => batch.insert(
+                            &self.delivery,
+                            key,
+                            codec::encode_delivery_state(*state).as_slice(),
+                        ),
+                        None => batch.remove(&self.delivery, key),
+                    }
+                }
+            }
+            for (session, changes) in &incoming {
+                let before = committed.get(session);
+                for (packet_id, pending) in changes {
+                    if before.is_some_and(|i| i.incoming.contains(packet_id)) == *pending {
+                        continue;
+                    }
+                    let key = keys::incoming_key(session, *packet_id);
+                    if *pending {
+                        batch.insert(&self.incoming, key, codec::INCOMING_QOS2_VALUE.as_slice());
+                    } else {
+                        batch.remove(&self.incoming, key);
+                    }
+                }
+            }
+        }
 
         match batch.commit() {
             Ok(()) => {
@@ -743,22 +1000,54 @@ impl Shared {
                     }
                 }
                 drop(shared_metas);
-                for (job, answer) in jobs.into_iter().zip(answers) {
-                    // A caller that went away no longer needs its answer.
-                    let _ = job.reply.send(answer);
+                if !delivery.is_empty() || !incoming.is_empty() {
+                    self.apply_inflight(delivery, incoming);
                 }
+                answers
             }
             Err(e) => {
                 let e = self.engine_error("write", e);
                 tracing::error!(error = %e, "embedded store: commit failed");
-                for (job, answer) in jobs.into_iter().zip(answers) {
-                    let answer = answer.and_then(|_| {
-                        let mut copy = self.error(e.kind, "write", e.message.clone());
-                        copy.retryable = e.retryable;
-                        Err(copy)
-                    });
-                    let _ = job.reply.send(answer);
+                answers
+                    .into_iter()
+                    .map(|answer| {
+                        answer.and_then(|_| {
+                            let mut copy = self.error(e.kind, "write", e.message.clone());
+                            copy.retryable = e.retryable;
+                            Err(copy)
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Makes a committed group's inflight changes visible.
+    fn apply_inflight(&self, delivery: DeliveryChanges, incoming: IncomingChanges) {
+        let mut inflight = self.inflight.write();
+        for (session, changes) in delivery {
+            let entry = inflight.entry(session.clone()).or_default();
+            for (seq, after) in changes {
+                match after {
+                    Some(state) => entry.delivery.insert(seq, state),
+                    None => entry.delivery.remove(&seq),
+                };
+            }
+            if entry.is_empty() {
+                inflight.remove(&session);
+            }
+        }
+        for (session, changes) in incoming {
+            let entry = inflight.entry(session.clone()).or_default();
+            for (packet_id, pending) in changes {
+                if pending {
+                    entry.incoming.insert(packet_id);
+                } else {
+                    entry.incoming.remove(&packet_id);
                 }
+            }
+            if entry.is_empty() {
+                inflight.remove(&session);
             }
         }
     }
@@ -766,60 +1055,89 @@ impl Shared {
     /// Adds one job's writes to the group's batch.
     fn apply(&self, group: &mut Group, op: &Op) -> Reply {
         match op {
-            Op::Enqueue { session, value } => {
-                let seq = group.next_seq;
-                group.next_seq += 1;
-                group.batch.insert(
-                    &self.queues,
-                    keys::queue_key(session, seq),
-                    value.as_slice(),
-                );
-                self.group_meta(group, session).len += 1;
-                Ok(seq)
-            }
+            Op::Enqueue { session, value } => Ok(Answer::Seq(self.append(group, session, value))),
+            Op::EnqueueMany { sessions, value } => Ok(Answer::Seqs(
+                sessions
+                    .iter()
+                    .map(|session| self.append(group, session, value))
+                    .collect(),
+            )),
             Op::Remove { session, seq } => {
-                let Some(meta) = self.existing_meta(group, session) else {
-                    return Ok(0);
-                };
-                if *seq <= meta.floor {
-                    return Ok(0); // cleared already; the purge removes it
+                self.remove_one(group, session, *seq)?;
+                Ok(Answer::Done)
+            }
+            Op::RemoveMany { session, seqs } => {
+                for seq in seqs {
+                    self.remove_one(group, session, *seq)?;
                 }
-                let key = keys::queue_key(session, *seq);
-                if group.removed.contains(&key) {
-                    return Ok(0);
+                Ok(Answer::Done)
+            }
+            Op::SetDelivery {
+                session,
+                seq,
+                state,
+            } => {
+                let current = self.delivery_state(group, session, *seq);
+                if current == *state {
+                    return Ok(Answer::Done);
                 }
-                let exists = self
-                    .queues
-                    .contains_key(&key)
-                    .map_err(|e| self.engine_error("remove", e))?;
-                if exists {
-                    group.batch.remove(&self.queues, key.as_slice());
-                    group.removed.insert(key);
-                    let meta = self.group_meta(group, session);
-                    meta.len = meta.len.saturating_sub(1);
+                // A state exists only for a queued message: one with a state
+                // is queued; for any other, check.
+                if state.is_some() && current.is_none() && !self.is_queued(group, session, *seq)? {
+                    return Ok(Answer::Done);
                 }
-                Ok(0)
+                set_delivery(group, session, *seq, *state);
+                Ok(Answer::Done)
+            }
+            Op::SetIncoming {
+                session,
+                packet_id,
+                pending,
+            } => {
+                group
+                    .incoming
+                    .entry(session.clone())
+                    .or_default()
+                    .insert(*packet_id, *pending);
+                Ok(Answer::Done)
             }
             Op::ClearQueue { session } => Ok(self.clear(group, session)),
             Op::SaveSession { session, value } => {
                 group
                     .batch
                     .insert(&self.sessions, session.as_slice(), value.as_slice());
-                Ok(0)
+                Ok(Answer::Done)
             }
             Op::DeleteSession { session } => {
                 group.batch.remove(&self.sessions, session.as_slice());
+                let pending: Vec<u16> = {
+                    let committed = self.inflight.read();
+                    let mut ids: BTreeSet<u16> = committed
+                        .get(session)
+                        .map(|i| i.incoming.clone())
+                        .unwrap_or_default();
+                    if let Some(changes) = group.incoming.get(session) {
+                        ids.extend(changes.keys());
+                    }
+                    ids.into_iter().collect()
+                };
+                if !pending.is_empty() {
+                    let changes = group.incoming.entry(session.clone()).or_default();
+                    for id in pending {
+                        changes.insert(id, false);
+                    }
+                }
                 Ok(self.clear(group, session))
             }
             Op::PutRetained { key, value } => {
                 group
                     .batch
                     .insert(&self.retained, key.as_slice(), value.as_slice());
-                Ok(0)
+                Ok(Answer::Done)
             }
             Op::DeleteRetained { key } => {
                 group.batch.remove(&self.retained, key.as_slice());
-                Ok(0)
+                Ok(Answer::Done)
             }
             Op::Purge {
                 session,
@@ -837,25 +1155,106 @@ impl Shared {
                         meta.floor = 0;
                     }
                 }
-                Ok(0)
+                Ok(Answer::Done)
             }
         }
     }
 
-    /// Makes every message of `session` invisible in one write: the floor
-    /// rises to the highest number handed out so far.
-    fn clear(&self, group: &mut Group, session: &[u8]) -> u64 {
+    /// Appends one message to a session's queue; returns its number.
+    fn append(&self, group: &mut Group, session: &[u8], value: &Slice) -> u64 {
+        let seq = group.next_seq;
+        group.next_seq += 1;
+        group
+            .batch
+            .insert(&self.queues, keys::queue_key(session, seq), value.clone());
+        self.group_meta(group, session).len += 1;
+        seq
+    }
+
+    /// Removes one message (and its delivery state) if it is queued.
+    fn remove_one(&self, group: &mut Group, session: &[u8], seq: u64) -> Result<(), BackendError> {
+        if self.delivery_state(group, session, seq).is_some() {
+            set_delivery(group, session, seq, None);
+        }
         let Some(meta) = self.existing_meta(group, session) else {
-            return 0;
+            return Ok(());
+        };
+        if seq <= meta.floor {
+            return Ok(()); // cleared already; the purge removes it
+        }
+        let key = keys::queue_key(session, seq);
+        if group.removed.contains(&key) {
+            return Ok(());
+        }
+        let exists = self
+            .queues
+            .contains_key(&key)
+            .map_err(|e| self.engine_error("remove", e))?;
+        if exists {
+            group.batch.remove(&self.queues, key.as_slice());
+            group.removed.insert(key);
+            let meta = self.group_meta(group, session);
+            meta.len = meta.len.saturating_sub(1);
+        }
+        Ok(())
+    }
+
+    /// Whether message `seq` is in the session's queue as this group sees it.
+    fn is_queued(&self, group: &Group, session: &[u8], seq: u64) -> Result<bool, BackendError> {
+        let Some(meta) = self.existing_meta(group, session) else {
+            return Ok(false);
+        };
+        if seq <= meta.floor {
+            return Ok(false);
+        }
+        let key = keys::queue_key(session, seq);
+        if group.removed.contains(&key) {
+            return Ok(false);
+        }
+        self.queues
+            .contains_key(&key)
+            .map_err(|e| self.engine_error("set_delivery_state", e))
+    }
+
+    /// The delivery state of message `seq` as this group sees it.
+    fn delivery_state(&self, group: &Group, session: &[u8], seq: u64) -> Option<DeliveryState> {
+        if let Some(change) = group.delivery.get(session).and_then(|c| c.get(&seq)) {
+            return *change;
+        }
+        self.inflight
+            .read()
+            .get(session)
+            .and_then(|i| i.delivery.get(&seq).copied())
+    }
+
+    /// Makes every message of `session` invisible in one write: the floor
+    /// rises to the highest number handed out so far. Their delivery states go.
+    fn clear(&self, group: &mut Group, session: &[u8]) -> Answer {
+        let with_state: Vec<u64> = {
+            let committed = self.inflight.read();
+            let mut seqs: BTreeSet<u64> = committed
+                .get(session)
+                .map(|i| i.delivery.keys().copied().collect())
+                .unwrap_or_default();
+            if let Some(changes) = group.delivery.get(session) {
+                seqs.extend(changes.keys());
+            }
+            seqs.into_iter().collect()
+        };
+        for seq in with_state {
+            set_delivery(group, session, seq, None);
+        }
+        let Some(meta) = self.existing_meta(group, session) else {
+            return Answer::Done;
         };
         if meta.len == 0 && meta.floor == 0 {
-            return 0;
+            return Answer::Done;
         }
         let floor = group.next_seq - 1;
         let meta = self.group_meta(group, session);
         meta.len = 0;
         meta.floor = floor;
-        PURGE_NEEDED
+        Answer::PurgeNeeded
     }
 
     /// The session's metadata as this group sees it, if it has any.
@@ -877,6 +1276,24 @@ impl Shared {
     }
 }
 
+fn set_delivery(group: &mut Group, session: &[u8], seq: u64, state: Option<DeliveryState>) {
+    match group.delivery.get_mut(session) {
+        Some(changes) => {
+            changes.insert(seq, state);
+        }
+        None => {
+            group
+                .delivery
+                .insert(session.to_vec(), BTreeMap::from([(seq, state)]));
+        }
+    }
+}
+
+/// Delivery state changes of a group, per session: `None` removes.
+type DeliveryChanges = HashMap<Vec<u8>, BTreeMap<u64, Option<DeliveryState>>>;
+/// Incoming QoS 2 changes of a group, per session: `false` removes.
+type IncomingChanges = HashMap<Vec<u8>, BTreeMap<u16, bool>>;
+
 /// The writes of one group commit being assembled.
 struct Group {
     batch: fjall::OwnedWriteBatch,
@@ -885,6 +1302,66 @@ struct Group {
     /// Queue keys this group removes (a second remove of one is a no-op).
     removed: HashSet<Vec<u8>>,
     next_seq: u64,
+    /// Delivery states and incoming ids this group sets or removes, as they
+    /// will be after it (each record written once, whatever the jobs did).
+    delivery: DeliveryChanges,
+    incoming: IncomingChanges,
+}
+
+// ---------------------------------------------------------------- the writer thread
+
+impl WriterThread {
+    fn start(shared: Arc<Shared>) -> std::io::Result<WriterThread> {
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("fogg-embedded-writer".to_owned())
+            .spawn(move || writer_loop(&thread_shared))?;
+        Ok(WriterThread {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Commits what is pending, then stops the thread.
+    fn stop(&mut self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        self.shared.pending_cv.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Waits for jobs and commits everything pending as one group, again and
+/// again: while it writes (or syncs), new jobs queue up for the next group.
+fn writer_loop(shared: &Shared) {
+    loop {
+        {
+            let mut pending = shared.pending.lock();
+            while pending.is_empty() {
+                if shared.stopping.load(Ordering::Acquire) {
+                    return;
+                }
+                shared.pending_cv.wait(&mut pending);
+            }
+        }
+        let mut state = shared.writer.lock();
+        // Taken under the writer lock: the purge thread (or a caller on the
+        // blocking path) may have committed them meanwhile.
+        let jobs = std::mem::take(&mut *shared.pending.lock());
+        // A panic in the engine must not kill the thread: every later write
+        // would wait forever. The jobs of the failed group are dropped, so
+        // their callers get an error ("lost by the group commit").
+        let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            shared.commit_jobs(&mut state, jobs, None);
+        }));
+        if committed.is_err() {
+            tracing::error!(
+                backend = %shared.name,
+                "embedded store: a commit panicked; its writes were answered with an error"
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------- purging
@@ -958,7 +1435,7 @@ fn purge_session(shared: &Shared, session: &[u8], stop: &AtomicBool) -> Result<(
             keys.push(key.to_vec());
         }
         let done = keys.len() < PURGE_CHUNK;
-        shared.submit(Op::Purge {
+        shared.submit_blocking(Op::Purge {
             session: session.to_vec(),
             floor,
             keys,
@@ -973,12 +1450,22 @@ fn purge_session(shared: &Shared, session: &[u8], stop: &AtomicBool) -> Result<(
 // ---------------------------------------------------------------- async glue
 
 impl EmbeddedStore {
-    /// Runs a write on a blocking thread through group commit.
+    /// Runs a write through group commit: hands it to the writer thread and
+    /// awaits the answer (the reactor thread never touches the engine).
     async fn write(&self, operation: &'static str, op: Op) -> Reply {
-        let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || shared.submit(op))
-            .await
-            .map_err(|e| join_error(&self.shared.name, operation, e))?
+        let shared = &self.shared;
+        match shared.write_path {
+            WritePath::Thread => shared
+                .hand_off(op)
+                .await
+                .unwrap_or_else(|_| Err(shared.lost_write())),
+            WritePath::Blocking => {
+                let shared = shared.clone();
+                tokio::task::spawn_blocking(move || shared.submit_blocking(op))
+                    .await
+                    .map_err(|e| join_error(&self.shared.name, operation, e))?
+            }
+        }
     }
 
     /// Runs a read on a blocking thread.
@@ -993,15 +1480,41 @@ impl EmbeddedStore {
             .map_err(|e| join_error(&self.shared.name, operation, e))?
     }
 
-    fn after_clear(&self, session: Vec<u8>, answer: u64) {
-        if answer == PURGE_NEEDED {
+    fn after_clear(&self, session: Vec<u8>, answer: Answer) {
+        if matches!(answer, Answer::PurgeNeeded) {
             self.purge.schedule(session);
         }
+    }
+
+    /// A write whose answer is a sequence number.
+    async fn write_seq(&self, operation: &'static str, op: Op) -> Result<u64, BackendError> {
+        match self.write(operation, op).await? {
+            Answer::Seq(seq) => Ok(seq),
+            other => Err(self.unexpected(operation, &other)),
+        }
+    }
+
+    fn unexpected(&self, operation: &'static str, answer: &Answer) -> BackendError {
+        self.shared.error(
+            ErrorKind::Internal,
+            operation,
+            format!("the writer gave an unexpected answer {answer:?}"),
+        )
     }
 }
 
 fn session_key_of(key: &SessionKey) -> Vec<u8> {
     keys::session_key(&key.mountpoint, &key.client_id)
+}
+
+/// Names a session in error messages, from its encoded key.
+fn describe(session: &[u8]) -> String {
+    match keys::decode_session_key(session) {
+        Some((mountpoint, client_id)) => {
+            format!("session (mountpoint {mountpoint:?}, client id {client_id:?})")
+        }
+        None => format!("session key {session:?}"),
+    }
 }
 
 impl SessionStore for EmbeddedStore {
@@ -1024,9 +1537,10 @@ impl SessionStore for EmbeddedStore {
             else {
                 return Ok(None);
             };
+            let what = describe(&session_key_of(&key));
             codec::decode_session(key, &value)
                 .map(Some)
-                .map_err(|e| s.decode_error("load_session", "session", e))
+                .map_err(|e| s.decode_error("load_session", &what, e))
         })
         .await
     }
@@ -1049,20 +1563,21 @@ impl SessionStore for EmbeddedStore {
         self.read("list_sessions", |s| {
             let mut out = Vec::new();
             for item in s.sessions.iter() {
-                let (key, value) = item
+                let (raw, value) = item
                     .into_inner()
                     .map_err(|e| s.engine_error("list_sessions", e))?;
-                let Some((mountpoint, client_id)) = keys::decode_session_key(&key) else {
+                let Some((mountpoint, client_id)) = keys::decode_session_key(&raw) else {
                     return Err(s.decode_error(
                         "list_sessions",
                         "session key",
-                        DecodeError(format!("{key:?} is not a session key")),
+                        DecodeError(format!("{raw:?} is not a session key")),
                     ));
                 };
                 let key = SessionKey::new(mountpoint, client_id);
+                let what = describe(&raw);
                 out.push(
                     codec::decode_session(key, &value)
-                        .map_err(|e| s.decode_error("list_sessions", "session", e))?,
+                        .map_err(|e| s.decode_error("list_sessions", &what, e))?,
                 );
             }
             Ok(out)
@@ -1080,7 +1595,9 @@ impl MessageStore for EmbeddedStore {
         let value = codec::encode_message(message)
             .map_err(|e| encode_error(&self.shared.name, "enqueue", e))?;
         let session = session_key_of(key);
-        self.write("enqueue", Op::Enqueue { session, value }).await
+        let value = Slice::from(value);
+        self.write_seq("enqueue", Op::Enqueue { session, value })
+            .await
     }
 
     async fn read_queue(
@@ -1158,6 +1675,117 @@ impl MessageStore for EmbeddedStore {
             .await?;
         self.after_clear(session, answer);
         Ok(())
+    }
+
+    async fn enqueue_many(
+        &self,
+        keys: &[SessionKey],
+        message: &StoredMessage,
+    ) -> Result<Vec<u64>, BackendError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let value = codec::encode_message(message)
+            .map_err(|e| encode_error(&self.shared.name, "enqueue_many", e))?;
+        let op = Op::EnqueueMany {
+            sessions: keys.iter().map(session_key_of).collect(),
+            value: Slice::from(value),
+        };
+        match self.write("enqueue_many", op).await? {
+            Answer::Seqs(seqs) => Ok(seqs),
+            other => Err(self.unexpected("enqueue_many", &other)),
+        }
+    }
+
+    async fn remove_many(&self, key: &SessionKey, seqs: &[u64]) -> Result<(), BackendError> {
+        let session = session_key_of(key);
+        if seqs.is_empty() || !self.shared.metas.read().contains_key(&session) {
+            return Ok(()); // no queue: nothing to remove, no need to write
+        }
+        let op = Op::RemoveMany {
+            session,
+            seqs: seqs.to_vec(),
+        };
+        self.write("remove_many", op).await.map(drop)
+    }
+
+    async fn set_delivery_state(
+        &self,
+        key: &SessionKey,
+        seq: u64,
+        state: Option<DeliveryState>,
+    ) -> Result<(), BackendError> {
+        let session = session_key_of(key);
+        let unchanged = match state {
+            // Only a queued message can have a state: no queue, no write.
+            Some(_) => !self.shared.metas.read().contains_key(&session),
+            None => false,
+        } || self
+            .shared
+            .inflight
+            .read()
+            .get(&session)
+            .and_then(|i| i.delivery.get(&seq))
+            .copied()
+            == state;
+        if unchanged {
+            return Ok(());
+        }
+        let op = Op::SetDelivery {
+            session,
+            seq,
+            state,
+        };
+        self.write("set_delivery_state", op).await.map(drop)
+    }
+
+    async fn delivery_states(
+        &self,
+        key: &SessionKey,
+    ) -> Result<Vec<(u64, DeliveryState)>, BackendError> {
+        let session = session_key_of(key);
+        Ok(self
+            .shared
+            .inflight
+            .read()
+            .get(&session)
+            .map(|i| i.delivery.iter().map(|(seq, s)| (*seq, *s)).collect())
+            .unwrap_or_default())
+    }
+
+    async fn set_incoming_qos2(
+        &self,
+        key: &SessionKey,
+        packet_id: u16,
+        pending: bool,
+    ) -> Result<(), BackendError> {
+        let session = session_key_of(key);
+        let current = self
+            .shared
+            .inflight
+            .read()
+            .get(&session)
+            .is_some_and(|i| i.incoming.contains(&packet_id));
+        if current == pending {
+            return Ok(());
+        }
+        let op = Op::SetIncoming {
+            session,
+            packet_id,
+            pending,
+        };
+        self.write("set_incoming_qos2", op).await.map(drop)
+    }
+
+    async fn incoming_qos2(&self, key: &SessionKey) -> Result<Vec<u16>, BackendError> {
+        let session = session_key_of(key);
+        Ok(self
+            .shared
+            .inflight
+            .read()
+            .get(&session)
+            .map(|i| i.incoming.iter().copied().collect())
+            .unwrap_or_default())
     }
 }
 

@@ -9,8 +9,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use fogg_api::{
-    BackendConfig, BackendFactory, ErrorKind, MessageStore, ProtocolVersion, QoS, RetainStore,
-    SessionKey, SessionStore, StoredMessage, StoredSession, StoredSubscription,
+    BackendConfig, BackendFactory, DeliveryStage, DeliveryState, ErrorKind, MessageStore,
+    ProtocolVersion, QoS, RetainStore, SessionKey, SessionStore, StoredMessage, StoredSession,
+    StoredSubscription, StoredWill,
 };
 use fogg_codec::{Properties, SubscriptionOptions};
 use fogg_storage_embedded::{Durability, EmbeddedFactory, EmbeddedStore, Options};
@@ -55,6 +56,7 @@ fn session(key: &SessionKey, filters: &[&str]) -> StoredSession {
                 identifier: Some(9),
             })
             .collect(),
+        will: None,
     }
 }
 
@@ -497,6 +499,7 @@ async fn fsync_mode_shares_syncs_between_concurrent_writers() {
             Options {
                 name: "disk".to_owned(),
                 durability: Durability::Fsync,
+                ..Options::default()
             },
         )
         .expect("open"),
@@ -592,4 +595,475 @@ async fn retained_index_agrees_with_the_reference_matcher() {
             assert_eq!(got, expected, "filter {filter:?}");
         }
     }
+}
+
+fn sent(packet_id: u16) -> DeliveryState {
+    DeliveryState {
+        packet_id,
+        stage: DeliveryStage::Sent,
+    }
+}
+
+fn released(packet_id: u16) -> DeliveryState {
+    DeliveryState {
+        packet_id,
+        stage: DeliveryStage::Released,
+    }
+}
+
+fn build_through_factory(dir: &Path) -> fogg_api::Backend {
+    let mut settings = toml::Table::new();
+    settings.insert("path".to_owned(), dir.display().to_string().into());
+    EmbeddedFactory
+        .build(&BackendConfig {
+            name: "disk".to_owned(),
+            kind: "embedded".to_owned(),
+            settings,
+        })
+        .expect("open through the factory")
+}
+
+/// Delivery states, incoming QoS 2 ids, wills and fanned-out messages come
+/// back after a restart exactly as they were left, including what was
+/// removed with a message, a cleared queue or a deleted session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inflight_state_and_wills_survive_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = SessionKey::new("mp", "a");
+    let b = SessionKey::new("", "b");
+    let cleared = SessionKey::new("mp", "cleared");
+    let deleted = SessionKey::new("mp", "deleted");
+    let will = StoredWill {
+        message: message("will/a", "gone"),
+        publish_at: UNIX_EPOCH + Duration::from_millis(1_700_000_030_000),
+    };
+    let with_will = StoredSession {
+        will: Some(will.clone()),
+        ..session(&a, &["x/#"])
+    };
+    let (fanned, last_seq);
+    {
+        let store = open(dir.path());
+        store.save_session(&with_will).await.expect("save");
+        store.save_session(&session(&b, &[])).await.expect("save");
+        let keys = [a.clone(), b.clone(), cleared.clone(), deleted.clone()];
+        let mut seqs = Vec::new();
+        for i in 0..4 {
+            seqs.push(
+                store
+                    .enqueue_many(&keys, &message("fan", &format!("f{i}")))
+                    .await
+                    .expect("enqueue_many"),
+            );
+        }
+        fanned = seqs.clone();
+        last_seq = seqs[3][3];
+        // a: two in flight, one of them released; one acknowledged.
+        store
+            .set_delivery_state(&a, seqs[0][0], Some(sent(1)))
+            .await
+            .expect("set");
+        store
+            .set_delivery_state(&a, seqs[1][0], Some(sent(2)))
+            .await
+            .expect("set");
+        store
+            .set_delivery_state(&a, seqs[1][0], Some(released(2)))
+            .await
+            .expect("set");
+        store
+            .set_delivery_state(&a, seqs[2][0], Some(sent(3)))
+            .await
+            .expect("set");
+        store.remove(&a, seqs[2][0]).await.expect("remove"); // PUBACK
+        // b: one state forgotten, one kept.
+        store
+            .set_delivery_state(&b, seqs[0][1], Some(sent(9)))
+            .await
+            .expect("set");
+        store
+            .set_delivery_state(&b, seqs[0][1], None)
+            .await
+            .expect("set");
+        store
+            .set_delivery_state(&b, seqs[3][1], Some(sent(u16::MAX)))
+            .await
+            .expect("set");
+        // cleared / deleted: states and ids that must not come back.
+        for key in [&cleared, &deleted] {
+            let i = if key == &cleared { 2 } else { 3 };
+            store
+                .set_delivery_state(key, seqs[0][i], Some(sent(5)))
+                .await
+                .expect("set");
+            store.set_incoming_qos2(key, 77, true).await.expect("mark");
+        }
+        store.clear_queue(&cleared).await.expect("clear");
+        store.delete_session(&deleted).await.expect("delete");
+        for id in [1, 500, u16::MAX] {
+            store.set_incoming_qos2(&a, id, true).await.expect("mark");
+        }
+        store
+            .set_incoming_qos2(&a, 500, false)
+            .await
+            .expect("clear");
+        store.set_incoming_qos2(&b, 3, true).await.expect("mark");
+    }
+
+    let backend = build_through_factory(dir.path());
+    let sessions = backend.sessions.clone().expect("sessions");
+    let messages = backend.messages.clone().expect("messages");
+
+    assert_eq!(
+        sessions.load_session(&a).await.expect("load"),
+        Some(with_will.clone())
+    );
+    let listed = sessions.list_sessions().await.expect("list");
+    assert_eq!(listed.len(), 2);
+    assert!(listed.contains(&with_will));
+
+    assert_eq!(
+        messages.delivery_states(&a).await.expect("states"),
+        [(fanned[0][0], sent(1)), (fanned[1][0], released(2))]
+    );
+    assert_eq!(
+        messages.delivery_states(&b).await.expect("states"),
+        [(fanned[3][1], sent(u16::MAX))]
+    );
+    for key in [&cleared, &deleted] {
+        assert!(messages.delivery_states(key).await.expect("s").is_empty());
+    }
+    assert_eq!(
+        messages.incoming_qos2(&a).await.expect("ids"),
+        [1, u16::MAX]
+    );
+    assert_eq!(messages.incoming_qos2(&b).await.expect("ids"), [3]);
+    assert_eq!(
+        messages.incoming_qos2(&cleared).await.expect("ids"),
+        [77],
+        "clear_queue keeps the session's incoming ids"
+    );
+    assert!(
+        messages
+            .incoming_qos2(&deleted)
+            .await
+            .expect("ids")
+            .is_empty()
+    );
+
+    let a_queue: Vec<u64> = messages
+        .read_queue(&a, 0, 100)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|(seq, _)| seq)
+        .collect();
+    assert_eq!(a_queue, [fanned[0][0], fanned[1][0], fanned[3][0]]);
+    assert_eq!(messages.queue_len(&b).await.expect("len"), 4);
+    assert_eq!(messages.queue_len(&cleared).await.expect("len"), 0);
+    assert_eq!(messages.queue_len(&deleted).await.expect("len"), 0);
+
+    // After the restart the broker goes on: PUBCOMP removes the released
+    // one, a new fan-out continues the numbering.
+    messages
+        .remove_many(&a, &[fanned[1][0]])
+        .await
+        .expect("remove_many");
+    let next = messages
+        .enqueue_many(&[a.clone(), b.clone()], &message("fan", "next"))
+        .await
+        .expect("enqueue_many");
+    assert!(next.iter().all(|seq| *seq > last_seq), "{next:?}");
+    drop(messages);
+    drop(sessions);
+    drop(backend);
+
+    let store = open(dir.path());
+    assert_eq!(
+        store.delivery_states(&a).await.expect("states"),
+        [(fanned[0][0], sent(1))]
+    );
+    assert_eq!(store.queue_len(&a).await.expect("len"), 3);
+    assert_eq!(store.queue_len(&b).await.expect("len"), 5);
+}
+
+/// The key of a record of `(mountpoint, client_id)` followed by `tail`, as
+/// the README's key layout describes it.
+fn record_key(mountpoint: &str, client_id: &str, tail: &[u8]) -> Vec<u8> {
+    let mut key = Vec::new();
+    for part in [mountpoint, client_id] {
+        key.extend_from_slice(&u32::try_from(part.len()).expect("short").to_be_bytes());
+        key.extend_from_slice(part.as_bytes());
+    }
+    key.extend_from_slice(tail);
+    key
+}
+
+/// Writes `value` under `key` in `keyspace`, bypassing the store.
+fn poke(dir: &Path, keyspace: &str, key: &[u8], value: &[u8]) {
+    let db = fjall::Database::builder(dir.join("store"))
+        .open()
+        .expect("open the engine");
+    let ks = db
+        .keyspace(keyspace, fjall::KeyspaceCreateOptions::default)
+        .expect("keyspace");
+    ks.insert(key, value).expect("insert");
+    db.persist(fjall::PersistMode::SyncAll).expect("persist");
+}
+
+fn peek(dir: &Path, keyspace: &str, key: &[u8]) -> Option<Vec<u8>> {
+    let db = fjall::Database::builder(dir.join("store"))
+        .open()
+        .expect("open the engine");
+    let ks = db
+        .keyspace(keyspace, fjall::KeyspaceCreateOptions::default)
+        .expect("keyspace");
+    ks.get(key).expect("get").map(|v| v.to_vec())
+}
+
+/// A damaged delivery state, incoming QoS 2 record or session record (its
+/// will cut short) is refused with an `InvalidData` error naming the record,
+/// its session and the store, never a panic or a silent default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_inflight_and_session_records_are_named() {
+    let key = SessionKey::new("mp", "c");
+    let make = |dir: &Path| {
+        let dir = dir.to_path_buf();
+        let key = key.clone();
+        async move {
+            let store = open(&dir);
+            let seq = store
+                .enqueue(&key, &message("t", "m"))
+                .await
+                .expect("enqueue");
+            store
+                .set_delivery_state(&key, seq, Some(sent(1)))
+                .await
+                .expect("set");
+            store.set_incoming_qos2(&key, 7, true).await.expect("mark");
+            store
+                .save_session(&StoredSession {
+                    will: Some(StoredWill {
+                        message: message("will", "w"),
+                        publish_at: UNIX_EPOCH + Duration::from_secs(1),
+                    }),
+                    ..session(&key, &["a"])
+                })
+                .await
+                .expect("save");
+            seq
+        }
+    };
+    let store_dir = |dir: &Path| dir.join("store").display().to_string();
+
+    // A delivery state cut short.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seq = make(dir.path()).await;
+    let state_key = record_key("mp", "c", &seq.to_be_bytes());
+    let value = peek(dir.path(), "delivery", &state_key).expect("the record is there");
+    poke(
+        dir.path(),
+        "delivery",
+        &state_key,
+        &value[..value.len() - 1],
+    );
+    let err = EmbeddedStore::open(dir.path(), Options::default()).expect_err("corrupt");
+    assert_eq!(err.kind, ErrorKind::InvalidData, "{err}");
+    let text = err.to_string();
+    for needle in [
+        &format!("delivery state of message {seq}"),
+        "mountpoint \"mp\", client id \"c\"",
+        "truncated",
+        &store_dir(dir.path()),
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in {text}");
+    }
+
+    // An unknown delivery stage.
+    poke(dir.path(), "delivery", &state_key, &[1, 9, 0, 1]);
+    let err = EmbeddedStore::open(dir.path(), Options::default()).expect_err("corrupt");
+    assert!(err.to_string().contains("unknown stage 9"), "{err}");
+
+    // A delivery key that is no session key and number.
+    poke(dir.path(), "delivery", &state_key, &value);
+    poke(dir.path(), "delivery", b"\x00\x00\x00\x09oops", &value);
+    let err = EmbeddedStore::open(dir.path(), Options::default()).expect_err("corrupt");
+    assert_eq!(err.kind, ErrorKind::InvalidData, "{err}");
+    assert!(err.to_string().contains("delivery state key"), "{err}");
+
+    // A damaged incoming QoS 2 record.
+    let dir = tempfile::tempdir().expect("tempdir");
+    make(dir.path()).await;
+    let id_key = record_key("mp", "c", &7u16.to_be_bytes());
+    assert!(peek(dir.path(), "incoming_qos2", &id_key).is_some());
+    poke(dir.path(), "incoming_qos2", &id_key, &[1, 0]);
+    let err = EmbeddedStore::open(dir.path(), Options::default()).expect_err("corrupt");
+    assert_eq!(err.kind, ErrorKind::InvalidData, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("incoming QoS 2 record of packet id 7"),
+        "{text}"
+    );
+    assert!(text.contains("client id \"c\""), "{text}");
+
+    // A session whose will is cut short: the store opens (sessions are read
+    // on demand), loading or listing it fails naming it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    make(dir.path()).await;
+    let session_key = record_key("mp", "c", &[]);
+    let value = peek(dir.path(), "sessions", &session_key).expect("the session is there");
+    poke(
+        dir.path(),
+        "sessions",
+        &session_key,
+        &value[..value.len() - 3],
+    );
+    let store = open(dir.path());
+    for err in [
+        store.load_session(&key).await.expect_err("corrupt"),
+        store.list_sessions().await.expect_err("corrupt"),
+    ] {
+        assert_eq!(err.kind, ErrorKind::InvalidData, "{err}");
+        let text = err.to_string();
+        for needle in [
+            "corrupt session (mountpoint \"mp\", client id \"c\")",
+            "truncated",
+            &store_dir(dir.path()),
+        ] {
+            assert!(text.contains(needle), "{needle:?} not in {text}");
+        }
+    }
+    // Everything else is intact.
+    assert_eq!(store.delivery_states(&key).await.expect("states").len(), 1);
+    assert_eq!(store.incoming_qos2(&key).await.expect("ids"), [7]);
+}
+
+/// A store written before the inflight records and wills existed (format 1)
+/// opens: its sessions decode without a will, the new records start empty,
+/// and the marker moves to format 2. An unknown format is refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_format_1_store_is_upgraded_and_an_unknown_format_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = SessionKey::new("mp", "old");
+    let seq = {
+        let store = open(dir.path());
+        store
+            .enqueue(&key, &message("t", "kept"))
+            .await
+            .expect("enqueue")
+    };
+    // Turn it into what the format-1 code wrote: its marker, and a session
+    // record in the format-1 encoding (no will section).
+    poke(dir.path(), "meta", b"format", b"fogg-embedded/1");
+    let mut v1 = vec![1u8, 4];
+    v1.extend_from_slice(&60u32.to_be_bytes());
+    v1.push(0); // connected
+    v1.push(1); // one subscription
+    v1.push(3);
+    v1.extend_from_slice(b"a/#");
+    v1.push(1); // QoS 1
+    poke(dir.path(), "sessions", &record_key("mp", "old", &[]), &v1);
+
+    {
+        let store = open(dir.path());
+        assert_eq!(
+            store.load_session(&key).await.expect("load"),
+            Some(StoredSession {
+                key: key.clone(),
+                protocol: ProtocolVersion::V3_1_1,
+                expiry_interval: 60,
+                disconnected_at: None,
+                subscriptions: vec![StoredSubscription {
+                    filter: "a/#".to_owned(),
+                    options: SubscriptionOptions {
+                        qos: QoS::AtLeastOnce,
+                        ..SubscriptionOptions::default()
+                    },
+                    identifier: None,
+                }],
+                will: None,
+            })
+        );
+        let queue = store.read_queue(&key, 0, 10).await.expect("read");
+        assert_eq!(queue, [(seq, message("t", "kept"))]);
+        assert!(store.delivery_states(&key).await.expect("s").is_empty());
+        store
+            .set_delivery_state(&key, seq, Some(sent(4)))
+            .await
+            .expect("set");
+    }
+    assert_eq!(
+        peek(dir.path(), "meta", b"format").as_deref(),
+        Some(&b"fogg-embedded/2"[..])
+    );
+    {
+        let store = open(dir.path());
+        assert_eq!(
+            store.delivery_states(&key).await.expect("s"),
+            [(seq, sent(4))]
+        );
+    }
+
+    poke(dir.path(), "meta", b"format", b"fogg-embedded/3");
+    let err = EmbeddedStore::open(dir.path(), Options::default()).expect_err("unknown format");
+    assert_eq!(err.kind, ErrorKind::InvalidData, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("fogg-embedded/3"), "{text}");
+    assert!(text.contains("fogg-embedded/2"), "{text}");
+}
+
+/// 50 publishers fanning out to overlapping persistent sessions in `fsync`
+/// mode (group commit shares the syncs): every message lands once in every
+/// queue it was meant for, and all of it is there after a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_fan_out_in_fsync_mode_survives_reopen() {
+    const PUBLISHERS: usize = 50;
+    const PER: usize = 10;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys: Vec<SessionKey> = (0..5)
+        .map(|i| SessionKey::new("", format!("s{i}")))
+        .collect();
+    {
+        let store = Arc::new(
+            EmbeddedStore::open(
+                dir.path(),
+                Options {
+                    name: "disk".to_owned(),
+                    durability: Durability::Fsync,
+                    ..Options::default()
+                },
+            )
+            .expect("open"),
+        );
+        let mut tasks = Vec::new();
+        for p in 0..PUBLISHERS {
+            let store = store.clone();
+            let targets: Vec<SessionKey> = (0..3).map(|j| keys[(p + j) % 5].clone()).collect();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..PER {
+                    let seqs = store
+                        .enqueue_many(&targets, &message("t", &format!("{p}:{i}")))
+                        .await
+                        .expect("enqueue_many");
+                    assert_eq!(seqs.len(), 3);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("task");
+        }
+    }
+    let store = open(dir.path());
+    let mut total = 0;
+    for key in &keys {
+        let queue = store.read_queue(key, 0, usize::MAX).await.expect("read");
+        let mut payloads: Vec<&str> = queue.iter().map(|(_, m)| payload(m)).collect();
+        let len = payloads.len();
+        payloads.sort_unstable();
+        payloads.dedup();
+        assert_eq!(payloads.len(), len, "a message twice in {key:?}");
+        assert_eq!(store.queue_len(key).await.expect("len"), len);
+        total += len;
+    }
+    assert_eq!(total, PUBLISHERS * PER * 3);
 }

@@ -12,7 +12,7 @@
 //! kind = "memory"
 //! ```
 //!
-//! Locking: each of the three maps has its own lock, and no lock is held
+//! Locking: each of the four maps has its own lock, and no lock is held
 //! across an `.await` (the trait methods never await). Queues of different
 //! sessions are written in parallel: the queue map is only write-locked to
 //! add or drop a session's queue; appends take its read lock plus that one
@@ -20,13 +20,13 @@
 
 mod retain_tree;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fogg_api::{
-    Backend, BackendConfig, BackendError, BackendFactory, Capabilities, Concern, ErrorKind,
-    MessageStore, RetainStore, SessionKey, SessionStore, StoredMessage, StoredSession,
+    Backend, BackendConfig, BackendError, BackendFactory, Capabilities, Concern, DeliveryState,
+    ErrorKind, MessageStore, RetainStore, SessionKey, SessionStore, StoredMessage, StoredSession,
 };
 use parking_lot::{Mutex, RwLock};
 
@@ -44,6 +44,9 @@ pub struct MemoryStore {
     /// the same key still continues above every number handed out before, so a
     /// reader's `after` cursor is never reused.
     next_seq: AtomicU64,
+    /// Incoming QoS 2 packet ids waiting for PUBREL, per session (only
+    /// sessions with some); dropped with the session, not with its queue.
+    incoming_qos2: RwLock<HashMap<SessionKey, BTreeSet<u16>>>,
     /// One index per mountpoint; a mountpoint's entry goes when its last message does.
     retained: RwLock<HashMap<String, RetainTree>>,
 }
@@ -51,6 +54,15 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Queue {
     messages: BTreeMap<u64, StoredMessage>,
+    /// How far queued messages got; an entry goes with its message.
+    delivery: BTreeMap<u64, DeliveryState>,
+}
+
+impl Queue {
+    fn remove(&mut self, seq: u64) {
+        self.messages.remove(&seq);
+        self.delivery.remove(&seq);
+    }
 }
 
 impl MemoryStore {
@@ -73,6 +85,7 @@ impl std::fmt::Debug for MemoryStore {
         f.debug_struct("MemoryStore")
             .field("sessions", &self.sessions.read().len())
             .field("queues", &self.queues.read().len())
+            .field("incoming_qos2", &self.incoming_qos2.read().len())
             .field("retained_mountpoints", &self.retained.read().len())
             .finish()
     }
@@ -95,6 +108,7 @@ impl SessionStore for MemoryStore {
         // ordered either before it (and dropped with the queue) or after it.
         self.sessions.write().remove(key);
         self.queues.write().remove(key);
+        self.incoming_qos2.write().remove(key);
         Ok(())
     }
 
@@ -152,7 +166,7 @@ impl MessageStore for MemoryStore {
         // An emptied queue is kept (it is small); `clear_queue` and
         // `delete_session` drop it.
         if let Some(queue) = self.queues.read().get(key) {
-            queue.lock().messages.remove(&seq);
+            queue.lock().remove(seq);
         }
         Ok(())
     }
@@ -166,10 +180,109 @@ impl MessageStore for MemoryStore {
     }
 
     async fn clear_queue(&self, key: &SessionKey) -> Result<(), BackendError> {
-        // Dropping the queue is safe for sequence numbers: they come from the
-        // store-wide counter, which never goes back.
+        // Dropping the queue (with its delivery states) is safe for sequence
+        // numbers: they come from the store-wide counter, which never goes back.
         self.queues.write().remove(key);
         Ok(())
+    }
+
+    async fn enqueue_many(
+        &self,
+        keys: &[SessionKey],
+        message: &StoredMessage,
+    ) -> Result<Vec<u64>, BackendError> {
+        let mut seqs = Vec::with_capacity(keys.len());
+        // Fast path: every session already has a queue.
+        {
+            let queues = self.queues.read();
+            if keys.iter().all(|key| queues.contains_key(key)) {
+                for key in keys {
+                    if let Some(queue) = queues.get(key) {
+                        let mut queue = queue.lock();
+                        let seq = self.take_seq();
+                        queue.messages.insert(seq, message.clone());
+                        seqs.push(seq);
+                    }
+                }
+                return Ok(seqs);
+            }
+        }
+        let mut queues = self.queues.write();
+        for key in keys {
+            let queue = queues.entry(key.clone()).or_default().get_mut();
+            let seq = self.take_seq();
+            queue.messages.insert(seq, message.clone());
+            seqs.push(seq);
+        }
+        Ok(seqs)
+    }
+
+    async fn remove_many(&self, key: &SessionKey, seqs: &[u64]) -> Result<(), BackendError> {
+        if let Some(queue) = self.queues.read().get(key) {
+            let mut queue = queue.lock();
+            for seq in seqs {
+                queue.remove(*seq);
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_delivery_state(
+        &self,
+        key: &SessionKey,
+        seq: u64,
+        state: Option<DeliveryState>,
+    ) -> Result<(), BackendError> {
+        if let Some(queue) = self.queues.read().get(key) {
+            let mut queue = queue.lock();
+            match state {
+                Some(state) if queue.messages.contains_key(&seq) => {
+                    queue.delivery.insert(seq, state);
+                }
+                Some(_) => {} // not queued: nothing to record
+                None => {
+                    queue.delivery.remove(&seq);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn delivery_states(
+        &self,
+        key: &SessionKey,
+    ) -> Result<Vec<(u64, DeliveryState)>, BackendError> {
+        Ok(self.queues.read().get(key).map_or_else(Vec::new, |queue| {
+            let queue = queue.lock();
+            queue.delivery.iter().map(|(seq, s)| (*seq, *s)).collect()
+        }))
+    }
+
+    async fn set_incoming_qos2(
+        &self,
+        key: &SessionKey,
+        packet_id: u16,
+        pending: bool,
+    ) -> Result<(), BackendError> {
+        let mut incoming = self.incoming_qos2.write();
+        if pending {
+            incoming.entry(key.clone()).or_default().insert(packet_id);
+        } else if let Some(ids) = incoming.get_mut(key) {
+            ids.remove(&packet_id);
+            if ids.is_empty() {
+                incoming.remove(key);
+            }
+        }
+        Ok(())
+    }
+
+    async fn incoming_qos2(&self, key: &SessionKey) -> Result<Vec<u16>, BackendError> {
+        Ok(self
+            .incoming_qos2
+            .read()
+            .get(key)
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default())
     }
 }
 
@@ -398,5 +511,13 @@ mod tests {
         assert!(store.enqueue(&key, &message).await.unwrap() > first);
         store.delete_session(&key).await.unwrap();
         assert!(store.queues.read().is_empty());
+
+        // Incoming QoS 2 ids: an emptied set goes, and delete_session drops them.
+        store.set_incoming_qos2(&key, 1, true).await.unwrap();
+        store.set_incoming_qos2(&key, 1, false).await.unwrap();
+        assert!(store.incoming_qos2.read().is_empty());
+        store.set_incoming_qos2(&key, 2, true).await.unwrap();
+        store.delete_session(&key).await.unwrap();
+        assert!(store.incoming_qos2.read().is_empty());
     }
 }

@@ -5,7 +5,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fogg_api::{AuthStep, ClientInfo, ConnectInfo, Decision, EnhancedAuthContext, SessionKey};
+use std::sync::Arc;
+
+use fogg_api::{
+    AclRules, AuthDecision, AuthStep, ClientInfo, ConnectInfo, EnhancedAuthContext, SessionKey,
+};
 use fogg_codec::{
     Auth, ConnAck, Connect, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode, topic,
 };
@@ -14,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::{Client, Connection, ReadError};
 use crate::lifecycle;
 use crate::metrics::Metrics;
+use crate::services::OnError;
 
 /// What became of a CONNECT that was read but refused.
 struct Refusal {
@@ -33,6 +38,8 @@ struct Authenticated {
     /// Enhanced authentication method and the data for CONNACK.
     method: Option<String>,
     data: Option<Bytes>,
+    /// The rules the authenticating backend handed over for this connection.
+    acl: Option<Arc<AclRules>>,
 }
 
 impl<S> Connection<S>
@@ -53,6 +60,7 @@ where
                 return None;
             }
         };
+        let connect = self.with_identity(connect);
         self.version = connect.protocol;
         self.peer_max_packet_size = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
         // An empty id is recorded once the broker has assigned one.
@@ -303,6 +311,7 @@ where
             kick: attached.kick,
             reauth: None,
             publish_acl: HashMap::new(),
+            acl: auth.acl,
         }))
     }
 
@@ -336,19 +345,23 @@ where
             };
             asked = true;
             match authenticator.authenticate(&info).await {
-                Ok(Decision::Allow) => {
+                Ok(AuthDecision::Allow(grant)) => {
                     return Ok(Authenticated {
                         method: None,
                         data: None,
+                        acl: grant.acl,
                     });
                 }
-                Ok(Decision::Deny) => {
+                Ok(AuthDecision::Deny) => {
                     return Err(refuse(
                         ReasonCode::BadUserNameOrPassword,
                         format!("denied by backend `{}`", link.name),
                     ));
                 }
-                Ok(Decision::Next) => {}
+                Ok(AuthDecision::Next) => {}
+                Err(e) if link.on_error == OnError::Next => {
+                    tracing::warn!(backend = %link.name, error = %e, "authentication backend failed; asking the next");
+                }
                 Err(e) => {
                     // An outage must never look like a wrong password.
                     tracing::warn!(backend = %link.name, error = %e, "authentication backend failed");
@@ -360,7 +373,11 @@ where
             }
         }
         let anonymous = connect.username.is_none();
-        let allowed = if asked {
+        let allowed = if self.identity.is_some() {
+            // A client certificate the listener verified authenticates the
+            // client when no backend decides (use_identity_as_username).
+            true
+        } else if asked {
             anonymous && self.broker.allow_anonymous
         } else {
             self.broker.allow_anonymous
@@ -369,6 +386,7 @@ where
             Ok(Authenticated {
                 method: None,
                 data: None,
+                acl: None,
             })
         } else if anonymous {
             Err(refuse(
@@ -423,6 +441,7 @@ where
                     return Ok(Authenticated {
                         method: Some(method),
                         data,
+                        acl: None,
                     });
                 }
                 AuthStep::Failure => {

@@ -2,21 +2,54 @@
 
 use std::sync::Arc;
 
-use fogg_api::{AuthStep, EnhancedAuthContext, PublishRequest, SubscribeRequest};
+use fogg_api::{
+    AuthStep, DeliveryStage, DeliveryState, EnhancedAuthContext, PublishDecision, PublishModifiers,
+    PublishRequest, SubscribeDecision, SubscribeRequest, SubscriptionRewrite,
+};
 use fogg_codec::{
     Auth, Packet, Properties, PubAck, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
-    UnsubAck, Unsubscribe, topic,
+    SubscriptionOptions, UnsubAck, Unsubscribe, topic,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Client, Close, Connection};
+use crate::acl::Source;
 use crate::message::{Delivery, Message};
 use crate::metrics::Metrics;
 use crate::session::InflightStage;
-use crate::topics::parse_filter;
+use crate::topics::{ParsedFilter, parse_filter};
 
 fn violation(reason: ReasonCode, why: impl Into<String>) -> Option<Close> {
     Some(Close::Server(reason, why.into()))
+}
+
+/// Apply what an authorizer changed (VerneMQ's publish modifiers). They are
+/// not checked against the ACL again, as in VerneMQ, but a topic must still
+/// be a valid topic name.
+fn apply_modifiers(
+    publish: &mut Publish,
+    mountpoint: &mut Option<String>,
+    modifiers: PublishModifiers,
+) -> Result<(), &'static str> {
+    if let Some(topic) = modifiers.topic {
+        if topic::validate_topic_name(&topic).is_err() || topic.starts_with('$') {
+            return Err("modified topic is not a valid topic name");
+        }
+        publish.topic = topic;
+    }
+    if let Some(payload) = modifiers.payload {
+        publish.payload = payload;
+    }
+    if let Some(qos) = modifiers.qos {
+        publish.qos = qos;
+    }
+    if let Some(retain) = modifiers.retain {
+        publish.retain = retain;
+    }
+    if let Some(m) = modifiers.mountpoint {
+        *mountpoint = Some(m);
+    }
+    Ok(())
 }
 
 impl<S> Connection<S>
@@ -34,14 +67,34 @@ where
                 None
             }
             Packet::PubRec(rec) => {
-                let known = {
+                let (known, stored) = {
                     let mut state = client.session.state.lock();
                     if rec.reason.is_error() {
                         state.abandon(rec.packet_id);
                         return None;
                     }
-                    state.received(rec.packet_id)
+                    (
+                        state.received(rec.packet_id),
+                        state.stored_seq(rec.packet_id),
+                    )
                 };
+                if let (true, Some(seq)) = (known, stored) {
+                    // Stored before PUBREL leaves: after a restart the
+                    // exchange resumes with PUBREL, never a second PUBLISH.
+                    let state = DeliveryState {
+                        packet_id: rec.packet_id,
+                        stage: DeliveryStage::Released,
+                    };
+                    if let Err(e) = self
+                        .broker
+                        .services
+                        .messages
+                        .set_delivery_state(&client.session.key, seq, Some(state))
+                        .await
+                    {
+                        tracing::warn!(error = %e, "could not record a released QoS 2 delivery in the store");
+                    }
+                }
                 let mut rel = PubAck::new(rec.packet_id);
                 if !known {
                     rel.reason = ReasonCode::PacketIdentifierNotFound;
@@ -66,6 +119,11 @@ where
                     .lock()
                     .incoming_qos2
                     .remove(&rel.packet_id);
+                if known && client.session.is_stored() {
+                    // Cleared before PUBCOMP, or a restart would take the
+                    // client's next PUBLISH with this id for a resend.
+                    self.store_incoming_qos2(client, rel.packet_id, false).await;
+                }
                 let mut comp = PubAck::new(rel.packet_id);
                 if !known {
                     comp.reason = ReasonCode::PacketIdentifierNotFound;
@@ -206,10 +264,27 @@ where
             QoS::ExactlyOnce => {
                 if !reason.is_error() {
                     client.session.state.lock().incoming_qos2.insert(packet_id);
+                    if client.session.is_stored() {
+                        // Stored before PUBREC, so a resend after a restart
+                        // is recognised and not delivered twice.
+                        self.store_incoming_qos2(client, packet_id, true).await;
+                    }
                 }
                 self.send_ack(Packet::PubRec, packet_id, ack_reason);
                 None
             }
+        }
+    }
+
+    async fn store_incoming_qos2(&self, client: &Client, packet_id: u16, pending: bool) {
+        if let Err(e) = self
+            .broker
+            .services
+            .messages
+            .set_incoming_qos2(&client.session.key, packet_id, pending)
+            .await
+        {
+            tracing::warn!(packet_id, error = %e, "could not record incoming QoS 2 state in the store");
         }
     }
 
@@ -231,9 +306,20 @@ where
             }
             return Ok(ReasonCode::PayloadFormatInvalid);
         }
-        if !self.may_publish(client, &publish).await {
-            tracing::debug!(topic = %publish.topic, "PUBLISH not authorized");
-            return Ok(ReasonCode::NotAuthorized);
+        let mut publish = publish;
+        let mut mountpoint = None;
+        match self.may_publish(client, &publish).await {
+            PublishDecision::Allow(None) => {}
+            PublishDecision::Allow(Some(modifiers)) => {
+                if let Err(why) = apply_modifiers(&mut publish, &mut mountpoint, modifiers) {
+                    tracing::warn!(topic = %publish.topic, why, "backend returned an unusable PUBLISH modifier");
+                    return Ok(ReasonCode::ImplementationSpecificError);
+                }
+            }
+            PublishDecision::Deny | PublishDecision::Next => {
+                tracing::debug!(topic = %publish.topic, "PUBLISH not authorized");
+                return Ok(ReasonCode::NotAuthorized);
+            }
         }
         // The decoded packet is moved, not copied: payload and topic are
         // shared from here on by every queue the message reaches.
@@ -245,21 +331,40 @@ where
             publish.properties,
             client.session.id,
         ));
-        match self.broker.publish(&client.info.mountpoint, message).await {
+        let mountpoint = mountpoint.as_deref().unwrap_or(&client.info.mountpoint);
+        match self.broker.publish(mountpoint, message).await {
             Ok(0) => Ok(ReasonCode::NoMatchingSubscribers),
             Ok(_) => Ok(ReasonCode::Success),
             Err(e) => {
-                tracing::warn!(error = %e, "retained store failed");
-                Ok(ReasonCode::ImplementationSpecificError)
+                tracing::warn!(error = %e, "store write failed; message not accepted");
+                if self.version.is_v5() {
+                    // A refusal the client sees: nothing is acknowledged that
+                    // was not stored.
+                    Ok(ReasonCode::ImplementationSpecificError)
+                } else {
+                    // MQTT 3.x cannot refuse a PUBLISH: close without an
+                    // acknowledgement, so the client sends it again later.
+                    Err(Close::Server(
+                        ReasonCode::ImplementationSpecificError,
+                        format!("message store unavailable: {e}"),
+                    ))
+                }
             }
         }
     }
 
-    async fn may_publish(&mut self, client: &mut Client, publish: &Publish) -> bool {
+    /// The ACL's answer for a PUBLISH. Answers of the chain's authorizers are
+    /// kept for the connection; the connection's own rules are as fast as a
+    /// cache and depend on the payload size, so they are asked every time.
+    async fn may_publish(&mut self, client: &mut Client, publish: &Publish) -> PublishDecision {
         // Backends may answer differently per QoS and retain flag: one answer each.
         let slot = publish.qos as usize * 2 + usize::from(publish.retain);
-        if let Some(allowed) = client.publish_acl.get(&publish.topic).and_then(|a| a[slot]) {
-            return allowed;
+        if let Some(answer) = client
+            .publish_acl
+            .get(&publish.topic)
+            .and_then(|a| a[slot].as_ref())
+        {
+            return answer.clone();
         }
         let request = PublishRequest {
             topic: &publish.topic,
@@ -270,26 +375,32 @@ where
         match self
             .broker
             .acl
-            .check_publish(&self.broker.services.chain, &client.info, &request)
+            .check_publish(
+                &self.broker.services.chain,
+                client.acl.as_deref(),
+                &client.info,
+                &request,
+            )
             .await
         {
-            Ok(allowed) => {
-                if let Some(answers) = client.publish_acl.get_mut(&publish.topic) {
-                    answers[slot] = Some(allowed);
-                } else {
-                    // Bounded so a client cycling through topics cannot grow it forever.
-                    if client.publish_acl.len() >= 1024 {
-                        client.publish_acl.clear();
+            Ok((decision, Source::Local)) => decision,
+            Ok((decision, Source::Chain)) => {
+                let answers = match client.publish_acl.get_mut(&publish.topic) {
+                    Some(answers) => answers,
+                    None => {
+                        // Bounded so a client cycling through topics cannot grow it forever.
+                        if client.publish_acl.len() >= 1024 {
+                            client.publish_acl.clear();
+                        }
+                        client.publish_acl.entry(publish.topic.clone()).or_default()
                     }
-                    let mut answers = [None; 6];
-                    answers[slot] = Some(allowed);
-                    client.publish_acl.insert(publish.topic.clone(), answers);
-                }
-                allowed
+                };
+                answers[slot] = Some(decision.clone());
+                decision
             }
             Err(e) => {
                 tracing::warn!(error = %e, "ACL backend failed; denying");
-                false
+                PublishDecision::Deny
             }
         }
     }
@@ -338,53 +449,55 @@ where
                 filter: parsed.filter,
                 qos: entry.options.qos,
             };
-            let allowed = match self
+            let decision = match self
                 .broker
                 .acl
-                .check_subscribe(&self.broker.services.chain, &client.info, &request)
+                .check_subscribe(
+                    &self.broker.services.chain,
+                    client.acl.as_deref(),
+                    &client.info,
+                    &request,
+                )
                 .await
             {
-                Ok(allowed) => allowed,
+                Ok(decision) => decision,
                 Err(e) => {
                     tracing::warn!(error = %e, "ACL backend failed; refusing subscription");
                     reasons.push(ReasonCode::ImplementationSpecificError);
                     continue;
                 }
             };
-            if !allowed {
-                reasons.push(ReasonCode::NotAuthorized);
-                continue;
-            }
-            let existed = self.broker.add_subscription(
-                &client.session,
-                &entry.filter,
-                &parsed,
-                entry.options,
-                identifier,
-            );
-            reasons.push(ReasonCode::granted(entry.options.qos));
-            // Retained messages are not sent to shared subscriptions.
-            let send_retained = parsed.group.is_none()
-                && match entry.options.retain_handling {
-                    RetainHandling::SendAtSubscribe => true,
-                    RetainHandling::SendIfNew => !existed,
-                    RetainHandling::DoNotSend => false,
-                };
-            if send_retained {
-                for message in self
-                    .broker
-                    .retained
-                    .matches(&client.info.mountpoint, parsed.filter)
-                {
-                    retained.push(Delivery {
-                        qos: message.qos.min(entry.options.qos),
-                        message,
-                        retain: true,
-                        subscription_ids: identifier.into_iter().collect(),
-                        shared: None,
-                    });
+            let reason = match decision {
+                SubscribeDecision::Allow {
+                    max_qos,
+                    replace: None,
+                } => {
+                    let mut options = entry.options;
+                    // A subscription is granted at most the ACL's QoS.
+                    options.qos = options.qos.min(max_qos);
+                    self.install_subscription(
+                        client,
+                        &entry.filter,
+                        &parsed,
+                        options,
+                        identifier,
+                        &mut retained,
+                    );
+                    ReasonCode::granted(options.qos)
                 }
-            }
+                SubscribeDecision::Allow {
+                    replace: Some(rewrites),
+                    ..
+                } => self.install_rewrites(
+                    client,
+                    entry.options,
+                    &rewrites,
+                    identifier,
+                    &mut retained,
+                ),
+                SubscribeDecision::Deny | SubscribeDecision::Next => ReasonCode::NotAuthorized,
+            };
+            reasons.push(reason);
         }
         self.send(&Packet::SubAck(SubAck {
             packet_id: subscribe.packet_id,
@@ -400,6 +513,81 @@ where
             crate::lifecycle::persist(&self.broker, &client.session).await;
         }
         None
+    }
+
+    /// Add one subscription and collect the retained messages it gets.
+    fn install_subscription(
+        &self,
+        client: &Client,
+        raw_filter: &str,
+        parsed: &ParsedFilter<'_>,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+        retained: &mut Vec<Delivery>,
+    ) {
+        let existed =
+            self.broker
+                .add_subscription(&client.session, raw_filter, parsed, options, identifier);
+        // Retained messages are not sent to shared subscriptions.
+        let send_retained = parsed.group.is_none()
+            && match options.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendIfNew => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+        if send_retained {
+            for message in self
+                .broker
+                .retained
+                .matches(&client.info.mountpoint, parsed.filter)
+            {
+                retained.push(Delivery {
+                    qos: message.qos.min(options.qos),
+                    message,
+                    retain: true,
+                    subscription_ids: identifier.into_iter().collect(),
+                    shared: None,
+                    // Still retained if lost in a crash: not queued in the store.
+                    stored: None,
+                });
+            }
+        }
+    }
+
+    /// The subscriptions an authorizer put in place of the requested one
+    /// (VerneMQ's subscribe modifiers); the SUBACK reports the first one's QoS.
+    fn install_rewrites(
+        &self,
+        client: &Client,
+        requested: SubscriptionOptions,
+        rewrites: &[SubscriptionRewrite],
+        identifier: Option<u32>,
+        retained: &mut Vec<Delivery>,
+    ) -> ReasonCode {
+        let mut granted = None;
+        for rewrite in rewrites {
+            let parsed = match parse_filter(&rewrite.filter) {
+                Ok(parsed) if topic::validate_topic_filter(parsed.filter).is_ok() => parsed,
+                _ => {
+                    tracing::warn!(filter = %rewrite.filter, "backend returned an invalid subscription modifier");
+                    continue;
+                }
+            };
+            let options = SubscriptionOptions {
+                qos: rewrite.qos,
+                ..requested
+            };
+            self.install_subscription(
+                client,
+                &rewrite.filter,
+                &parsed,
+                options,
+                identifier,
+                retained,
+            );
+            granted.get_or_insert(rewrite.qos);
+        }
+        granted.map_or(ReasonCode::NotAuthorized, ReasonCode::granted)
     }
 
     async fn on_unsubscribe(&mut self, client: &mut Client, unsubscribe: Unsubscribe) {

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use fogg_api::ClientInfo;
-use fogg_codec::{Disconnect, Packet, Properties, ProtocolVersion, ReasonCode, Will};
+use fogg_api::{AclRules, ClientInfo, PublishDecision};
+use fogg_codec::{Connect, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode, Will};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -43,6 +43,19 @@ const HOT_READ: usize = 8 * 1024;
 pub(crate) struct ListenerInfo {
     pub name: String,
     pub mountpoint: String,
+    /// The client certificate's identity replaces the CONNECT username.
+    pub use_identity_as_username: bool,
+}
+
+/// What the transport (PROXY header, TLS) established about a client.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    /// The client's address: the one a PROXY header reported, if any. This
+    /// is what logs, ACL backends, webhooks and the session see.
+    pub peer: SocketAddr,
+    /// The certificate identity to use as the username
+    /// (`use_identity_as_username`).
+    pub identity: Option<String>,
 }
 
 /// Why the main loop ended; decides the will and the last packet sent.
@@ -83,15 +96,20 @@ pub(crate) struct Client {
     pub kick: oneshot::Receiver<Kick>,
     /// A re-authentication in progress.
     pub reauth: Option<Box<fogg_api::EnhancedAuthContext>>,
-    /// ACL answers for this session, so a PUBLISH never waits on a backend
-    /// twice: per topic, one per (QoS, retain) at `qos * 2 + retain`.
-    pub publish_acl: HashMap<String, [Option<bool>; 6]>,
+    /// ACL answers of the chain's authorizers for this connection, so a
+    /// PUBLISH never waits on a backend twice: per topic, one per (QoS,
+    /// retain) at `qos * 2 + retain`.
+    pub publish_acl: HashMap<String, [Option<PublishDecision>; 6]>,
+    /// The rules the authenticating backend handed over at CONNECT.
+    pub acl: Option<Arc<AclRules>>,
 }
 
 pub(crate) struct Connection<S> {
     pub broker: Arc<BrokerState>,
     pub listener: Arc<ListenerInfo>,
     pub peer: SocketAddr,
+    /// The verified certificate identity that replaces the CONNECT username.
+    pub identity: Option<String>,
     reader: ReadHalf<S>,
     writer: WriteHalf<S>,
     pub rbuf: BytesMut,
@@ -107,7 +125,7 @@ pub(crate) struct Connection<S> {
 /// Serve one accepted connection until it ends.
 pub(crate) async fn serve<S>(
     stream: S,
-    peer: SocketAddr,
+    accepted: Accepted,
     listener: Arc<ListenerInfo>,
     broker: Arc<BrokerState>,
     over_limit: bool,
@@ -115,10 +133,12 @@ pub(crate) async fn serve<S>(
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (reader, writer) = tokio::io::split(stream);
+    let Accepted { peer, identity } = accepted;
     let mut conn = Connection {
         broker,
         listener,
         peer,
+        identity,
         reader,
         writer,
         rbuf: BytesMut::new(),
@@ -153,6 +173,18 @@ impl<S> Connection<S>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    /// `use_identity_as_username`: the verified certificate identity replaces
+    /// whatever username CONNECT carried, before authentication and ACLs.
+    pub(crate) fn with_identity(&self, mut connect: Box<Connect>) -> Box<Connect> {
+        if let Some(identity) = &self.identity {
+            if connect.username.as_ref().is_some_and(|u| u != identity) {
+                tracing::debug!(identity = %identity, "CONNECT username replaced by the certificate identity");
+            }
+            connect.username = Some(identity.clone());
+        }
+        connect
+    }
+
     /// Read until one packet is decoded. `None` on EOF.
     pub(crate) async fn read_packet(&mut self) -> Result<Option<Packet>, ReadError> {
         loop {
@@ -264,7 +296,7 @@ where
     async fn run(&mut self, mut client: Box<Client>) {
         let mut shutdown = self.broker.shutdown.clone();
         self.resume_inflight(&mut client);
-        self.fill_outgoing(&mut client);
+        self.fill(&mut client).await;
         let close = loop {
             let want_read = self.wbuf.len() < PAUSE_READ_AT;
             if want_read {
@@ -288,7 +320,7 @@ where
                             Metrics::add(&self.broker.metrics.bytes_sent, n as u64);
                             if self.wbuf.is_empty() {
                                 self.release_buffers();
-                                self.fill_outgoing(&mut client);
+                                self.fill(&mut client).await;
                             }
                         }
                     }
@@ -301,7 +333,7 @@ where
                             if let Some(close) = Box::pin(self.process_input(&mut client)).await {
                                 break close;
                             }
-                            self.fill_outgoing(&mut client);
+                            self.fill(&mut client).await;
                             self.release_buffers();
                         }
                         Err(e) => {
@@ -311,7 +343,7 @@ where
                     }
                 }
                 _ = client.session.wake.notified(), if self.wbuf.len() < FILL_LIMIT => {
-                    self.fill_outgoing(&mut client);
+                    self.fill(&mut client).await;
                 }
                 _ = sleep_until_opt(keepalive_deadline) => {
                     break Close::Server(
@@ -324,8 +356,15 @@ where
         Box::pin(self.finish(client, close)).await;
     }
 
-    /// Decode and handle every complete packet in the read buffer.
+    /// Decode and handle every complete packet in the read buffer; then
+    /// remove what the client acknowledged from the store, in one batch.
     async fn process_input(&mut self, client: &mut Client) -> Option<Close> {
+        let close = self.handle_buffered(client).await;
+        self.broker.forget_delivered(&client.session).await;
+        close
+    }
+
+    async fn handle_buffered(&mut self, client: &mut Client) -> Option<Close> {
         loop {
             match fogg_codec::decode(
                 &mut self.rbuf,

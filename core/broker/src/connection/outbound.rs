@@ -3,13 +3,23 @@
 
 use std::time::Instant;
 
+use fogg_api::{DeliveryStage, DeliveryState};
 use fogg_codec::{Packet, Properties, PubAck, Publish, QoS};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Client, Connection, FILL_LIMIT};
 use crate::message::Delivery;
 use crate::metrics::Metrics;
-use crate::session::{Inflight, InflightStage};
+use crate::session::{Inflight, InflightStage, RESIDENT};
+
+/// Why filling the write buffer stopped for a store call.
+pub(super) enum Pause {
+    /// A delivery whose packet identifier must be stored before it is sent
+    /// (already inflight).
+    Durable(Delivery, u16),
+    /// The in-memory queue is empty, the store holds more.
+    Reload,
+}
 
 impl<S> Connection<S>
 where
@@ -42,7 +52,97 @@ where
 
     /// Move queued deliveries into the write buffer while the client's
     /// receive window and our buffer limit allow.
-    pub(super) fn fill_outgoing(&mut self, client: &mut Client) {
+    pub(super) async fn fill(&mut self, client: &mut Client) {
+        if let Some(pause) = self.fill_outgoing(client) {
+            // Rare (QoS 2 to a persistent session, or a backlog on disk), and
+            // boxed so that the store call's state is not carried by every
+            // idle connection.
+            Box::pin(self.fill_with_store(client, pause)).await;
+        }
+    }
+
+    async fn fill_with_store(&mut self, client: &mut Client, first: Pause) {
+        let mut next = Some(first);
+        let mut reloads = 0;
+        while let Some(pause) = next {
+            match pause {
+                Pause::Durable(delivery, packet_id) => {
+                    self.record_sent(client, &delivery, packet_id).await;
+                    if !self.write_publish(client, &delivery, Some(packet_id), false) {
+                        client.session.state.lock().abandon(packet_id);
+                    }
+                }
+                Pause::Reload => {
+                    // One page per wake-up: a huge backlog must not starve
+                    // the connection's reads.
+                    if reloads > 0 {
+                        break;
+                    }
+                    reloads += 1;
+                    self.reload_backlog(client).await;
+                }
+            }
+            next = self.fill_outgoing(client);
+        }
+    }
+
+    /// A QoS 2 message to a persistent session: its packet identifier is
+    /// written to the store before the PUBLISH leaves, so after a restart the
+    /// exchange resumes under the same identifier instead of delivering the
+    /// message twice.
+    async fn record_sent(&self, client: &Client, delivery: &Delivery, packet_id: u16) {
+        let Some(seq) = delivery.stored else {
+            return;
+        };
+        let state = DeliveryState {
+            packet_id,
+            stage: DeliveryStage::Sent,
+        };
+        if let Err(e) = self
+            .broker
+            .services
+            .messages
+            .set_delivery_state(&client.session.key, seq, Some(state))
+            .await
+        {
+            tracing::warn!(error = %e, "could not record a QoS 2 delivery in the store");
+        }
+    }
+
+    /// Read the next page of the session's backlog from the store.
+    async fn reload_backlog(&self, client: &Client) {
+        let session = &client.session;
+        // Acknowledged messages leave the store first, or they would come back.
+        self.broker.forget_delivered(session).await;
+        let after = session.state.lock().resident_seq;
+        let page = match self
+            .broker
+            .services
+            .messages
+            .read_queue(&session.key, after, RESIDENT)
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read queued messages from the store");
+                return;
+            }
+        };
+        let mut state = session.state.lock();
+        if state.generation != client.generation {
+            return;
+        }
+        let loaded = state.load_backlog(page);
+        tracing::debug!(
+            loaded,
+            left = state.spilled,
+            "read queued messages from the store"
+        );
+    }
+
+    /// The synchronous part of [`Self::fill`]; pauses where the store must
+    /// be written or read first.
+    fn fill_outgoing(&mut self, client: &mut Client) -> Option<Pause> {
         let now = Instant::now();
         while self.wbuf.len() < FILL_LIMIT {
             let (delivery, packet_id) = {
@@ -52,6 +152,9 @@ where
                     break;
                 }
                 let Some(delivery) = state.next_delivery(now) else {
+                    if state.queue.is_empty() && state.spilled > 0 && state.window_open() {
+                        return Some(Pause::Reload);
+                    }
                     break;
                 };
                 if delivery.qos == QoS::AtMostOnce {
@@ -71,6 +174,9 @@ where
                         stage,
                         delivery: delivery.clone(),
                     });
+                    if stage == InflightStage::Qos2Sent && delivery.stored.is_some() {
+                        return Some(Pause::Durable(delivery, id));
+                    }
                     (delivery, Some(id))
                 }
             };
@@ -80,6 +186,7 @@ where
                 client.session.state.lock().abandon(id);
             }
         }
+        None
     }
 
     /// Encode one PUBLISH for this client. Returns false when the client's

@@ -237,6 +237,109 @@ pub async fn concurrent_many_sessions(backend: &Backend) {
     }
 }
 
+/// 8 tasks × 50 enqueue_many calls, each task to its own 3 of 4 shared
+/// sessions (in its own key order): every session gets every message meant
+/// for it exactly once, at the number returned for it, no number twice, each
+/// task's messages in its order; then concurrent remove_many empties them.
+pub async fn concurrent_enqueue_many(backend: &Backend) {
+    const TASKS: usize = 8;
+    const PER_TASK: usize = 50;
+    const SESSIONS: usize = 4;
+    let store = messages_arc(backend);
+    let mp = unique_mountpoint("concurrent-enqueue-many");
+    let all_keys: Vec<SessionKey> = (0..SESSIONS)
+        .map(|s| SessionKey::new(&mp, format!("s{s}")))
+        .collect();
+    // Task t writes to sessions t, t+1, t+2 (mod 4), in that order.
+    let targets = |task: usize| -> Vec<usize> { (0..3).map(|j| (task + j) % SESSIONS).collect() };
+
+    let mut producers = Vec::new();
+    for task in 0..TASKS {
+        let store = store.clone();
+        let keys: Vec<SessionKey> = targets(task)
+            .into_iter()
+            .map(|s| all_keys[s].clone())
+            .collect();
+        producers.push(tokio::spawn(async move {
+            let mut returned = Vec::with_capacity(PER_TASK);
+            for i in 0..PER_TASK {
+                let m = message("many/t", &format!("{task}:{i}"));
+                let seqs = store.enqueue_many(&keys, &m).await.expect("enqueue_many");
+                assert_eq!(seqs.len(), keys.len(), "one number per key");
+                returned.push(seqs);
+            }
+            returned
+        }));
+    }
+    // Per session: seq -> (task, index), as enqueue_many answered.
+    let mut expected: Vec<HashMap<u64, (usize, usize)>> = vec![HashMap::new(); SESSIONS];
+    for (task, producer) in producers.into_iter().enumerate() {
+        let returned = producer.await.expect("producer task");
+        for (i, seqs) in returned.into_iter().enumerate() {
+            for (session, seq) in targets(task).into_iter().zip(seqs) {
+                assert!(
+                    expected[session].insert(seq, (task, i)).is_none(),
+                    "session {session}: number {seq} handed out twice"
+                );
+            }
+        }
+    }
+
+    let per_session = TASKS * PER_TASK * 3 / SESSIONS;
+    for (session, key) in all_keys.iter().enumerate() {
+        assert_eq!(expected[session].len(), per_session);
+        assert_eq!(
+            store.queue_len(key).await.expect("queue_len"),
+            per_session,
+            "session {session}: messages lost or duplicated"
+        );
+        let queue = store.read_queue(key, 0, usize::MAX).await.expect("read");
+        assert_page_after(&queue, 0);
+        assert_eq!(queue.len(), per_session);
+        let mut next_index = [0usize; TASKS];
+        for (seq, m) in &queue {
+            let (task, i) = task_and_index(payload_str(m));
+            assert_eq!(
+                expected[session].get(seq),
+                Some(&(task, i)),
+                "session {session}: number {seq} holds another message"
+            );
+            assert_eq!(
+                i, next_index[task],
+                "session {session}: task {task}'s messages out of order"
+            );
+            next_index[task] += 1;
+        }
+    }
+
+    // Concurrent remove_many, a few numbers at a time, per session.
+    let mut consumers = Vec::new();
+    for (session, key) in all_keys.iter().enumerate() {
+        let store = store.clone();
+        let key = key.clone();
+        let mut seqs: Vec<u64> = expected[session].keys().copied().collect();
+        seqs.sort_unstable();
+        consumers.push(tokio::spawn(async move {
+            for chunk in seqs.chunks(7) {
+                store.remove_many(&key, chunk).await.expect("remove_many");
+            }
+            key
+        }));
+    }
+    for consumer in consumers {
+        let key = consumer.await.expect("consumer task");
+        assert_eq!(store.queue_len(&key).await.expect("queue_len"), 0);
+        assert!(
+            store
+                .read_queue(&key, 0, 10)
+                .await
+                .expect("read")
+                .is_empty()
+        );
+        store.clear_queue(&key).await.expect("clear_queue");
+    }
+}
+
 /// 8 tasks put distinct topics and race on one shared topic, matching as
 /// they go: no put is lost, a topic never holds two messages, the shared
 /// topic ends with some task's last write; then concurrent deletes.

@@ -4,8 +4,8 @@ use fogg_api::dynamic::DynMessageStore;
 use fogg_api::{Backend, SessionKey, StoredMessage, StoredSession};
 
 use crate::support::{
-    assert_page_after, edge_messages, message, messages, now_ms, payload_str, session, sessions,
-    unique_mountpoint,
+    assert_page_after, edge_messages, message, messages, now_ms, payload_str, rich_message,
+    session, sessions, unique_mountpoint,
 };
 
 async fn enqueue(store: &dyn DynMessageStore, key: &SessionKey, m: &StoredMessage) -> u64 {
@@ -371,4 +371,156 @@ pub async fn queue_message_round_trip(backend: &Backend) {
         assert_eq!(got, want);
     }
     store.clear_queue(&key).await.expect("clear");
+}
+
+/// enqueue_many appends one message to several queues in one call: one
+/// number per key, in the order of the keys, each queue holding the message
+/// at that number; numbers keep increasing per session across enqueue and
+/// enqueue_many; other sessions are untouched; no keys is no write; a key
+/// listed twice gets the message twice, in order.
+pub async fn queue_enqueue_many(backend: &Backend) {
+    let store = messages(backend);
+    let mp = unique_mountpoint("enqueue-many");
+    let a = SessionKey::new(&mp, "a");
+    let b = SessionKey::new(&mp, "b");
+    let other_mp = SessionKey::new(unique_mountpoint("enqueue-many-2"), "a");
+    let bystander = SessionKey::new(&mp, "bystander");
+
+    let before = enqueue(store, &a, &message("q/t", "before")).await;
+    let bystander_seqs = enqueue_n(store, &bystander, 2).await;
+
+    let fanned = rich_message("fan/out");
+    let keys = [b.clone(), a.clone(), other_mp.clone()];
+    let seqs = store
+        .enqueue_many(&keys, &fanned)
+        .await
+        .expect("enqueue_many");
+    assert_eq!(seqs.len(), keys.len(), "one number per key: {seqs:?}");
+    assert!(seqs.iter().all(|seq| *seq > 0), "numbers start above 0");
+    assert!(
+        seqs[1] > before,
+        "{} not above {before} in a's queue",
+        seqs[1]
+    );
+    for (key, seq) in keys.iter().zip(&seqs) {
+        let queue = read(store, key, 0, 100).await;
+        let last = queue.last().expect("the message is queued");
+        assert_eq!(last, &(*seq, fanned.clone()), "{key:?}");
+    }
+    assert_eq!(
+        read(store, &a, 0, 100).await,
+        [
+            (before, message("q/t", "before")),
+            (seqs[1], fanned.clone())
+        ]
+    );
+    for (key, want) in [(&a, 2), (&b, 1), (&other_mp, 1)] {
+        assert_eq!(len(store, key).await, want, "{key:?}");
+    }
+    assert_eq!(seqs_of(store, &bystander).await, bystander_seqs);
+
+    // Numbering continues per session, whichever call appends.
+    let after = enqueue(store, &a, &message("q/t", "after")).await;
+    assert!(after > seqs[1]);
+    let again = store
+        .enqueue_many(&[a.clone(), b.clone()], &message("fan/2", "again"))
+        .await
+        .expect("enqueue_many");
+    assert_eq!(again.len(), 2);
+    assert!(again[0] > after && again[1] > seqs[0], "{again:?}");
+    assert_increasing(&seqs_of(store, &a).await);
+    assert_increasing(&seqs_of(store, &b).await);
+
+    assert_eq!(
+        store
+            .enqueue_many(&[], &fanned)
+            .await
+            .expect("enqueue_many with no keys"),
+        Vec::<u64>::new()
+    );
+
+    let twice = store
+        .enqueue_many(&[other_mp.clone(), other_mp.clone()], &message("t", "2x"))
+        .await
+        .expect("enqueue_many");
+    assert_eq!(twice.len(), 2);
+    assert!(twice[0] < twice[1], "{twice:?}");
+    assert_eq!(
+        seqs_of(store, &other_mp).await,
+        [seqs[2], twice[0], twice[1]]
+    );
+
+    // Each queue holds its own copy: removing one leaves the others.
+    store.remove(&b, seqs[0]).await.expect("remove");
+    assert_eq!(read(store, &a, 0, 100).await[1], (seqs[1], fanned.clone()));
+    assert_eq!(read(store, &other_mp, 0, 1).await, [(seqs[2], fanned)]);
+
+    for key in [&a, &b, &other_mp, &bystander] {
+        store.clear_queue(key).await.expect("clear_queue");
+    }
+}
+
+/// remove_many removes the listed messages of one session in one call and
+/// skips what is not there (removed before, never queued, listed twice);
+/// another session's numbers never touch that session; an empty list and
+/// an unknown session are not errors.
+pub async fn queue_remove_many(backend: &Backend) {
+    let store = messages(backend);
+    let mp = unique_mountpoint("remove-many");
+    let key = SessionKey::new(&mp, "c");
+    let other = SessionKey::new(&mp, "other");
+    let seqs = enqueue_n(store, &key, 8).await;
+    let other_seqs = enqueue_n(store, &other, 3).await;
+
+    store.remove(&key, seqs[1]).await.expect("remove");
+    let listed = [
+        seqs[0],
+        seqs[1], // removed before
+        seqs[3],
+        seqs[3], // listed twice
+        seqs[7],
+        0,
+        u64::MAX,
+    ];
+    store.remove_many(&key, &listed).await.expect("remove_many");
+    let want: Vec<u64> = [seqs[2], seqs[4], seqs[5], seqs[6]].to_vec();
+    assert_eq!(seqs_of(store, &key).await, want);
+    assert_eq!(len(store, &key).await, 4);
+    let payloads: Vec<String> = read(store, &key, 0, 100)
+        .await
+        .iter()
+        .map(|(_, m)| payload_str(m).to_owned())
+        .collect();
+    assert_eq!(payloads, ["m2", "m4", "m5", "m6"]);
+    assert_eq!(seqs_of(store, &other).await, other_seqs, "other session");
+
+    // Another session's numbers: that session is untouched.
+    store
+        .remove_many(&key, &other_seqs)
+        .await
+        .expect("remove_many");
+    assert_eq!(seqs_of(store, &other).await, other_seqs);
+    let want: Vec<u64> = want
+        .into_iter()
+        .filter(|seq| !other_seqs.contains(seq))
+        .collect();
+    assert_eq!(seqs_of(store, &key).await, want);
+
+    store.remove_many(&key, &[]).await.expect("empty list");
+    assert_eq!(len(store, &key).await, want.len());
+    let unknown = SessionKey::new(&mp, "unknown");
+    store
+        .remove_many(&unknown, &seqs)
+        .await
+        .expect("unknown session");
+
+    store.remove_many(&key, &want).await.expect("remove_many");
+    assert_eq!(len(store, &key).await, 0);
+    assert!(read(store, &key, 0, 10).await.is_empty());
+    let next = enqueue(store, &key, &message("t", "next")).await;
+    assert!(next > seqs[7], "numbers are not reused after remove_many");
+
+    for k in [&key, &other] {
+        store.clear_queue(k).await.expect("clear_queue");
+    }
 }

@@ -3,11 +3,12 @@
 use std::time::Duration;
 
 use fogg_api::dynamic::DynSessionStore;
-use fogg_api::{Backend, ProtocolVersion, QoS, SessionKey, StoredSession};
+use fogg_api::{Backend, ProtocolVersion, QoS, SessionKey, StoredSession, StoredWill};
 
 use crate::support::{
-    assert_within_ms, edge_subscriptions, messages, normalized, normalized_opt, now_ms, retained,
-    rich_message, session, sessions, subscription, unique_mountpoint, unique_name,
+    assert_within_ms, edge_messages, edge_subscriptions, messages, normalized, normalized_opt,
+    now_ms, retained, rich_message, session, sessions, subscription, unique_mountpoint,
+    unique_name,
 };
 
 async fn load(store: &dyn DynSessionStore, key: &SessionKey) -> Option<StoredSession> {
@@ -56,6 +57,7 @@ pub async fn session_save_load_replace_delete(backend: &Backend) {
             subscription("c/+", QoS::ExactlyOnce),
             subscription("d/#", QoS::AtMostOnce),
         ],
+        will: None,
     };
     save(store, &second).await;
     assert_eq!(load(store, &key).await, Some(normalized(second.clone())));
@@ -151,6 +153,7 @@ pub async fn session_fields_round_trip(backend: &Backend) {
                     expiry_interval,
                     disconnected_at,
                     subscriptions: Vec::new(),
+                    will: None,
                 };
                 save(store, &s).await;
                 saved.push(s);
@@ -198,6 +201,85 @@ pub async fn session_subscriptions_round_trip(backend: &Backend) {
 
     store.delete_session(&with_subs.key).await.expect("delete");
     store.delete_session(&without.key).await.expect("delete");
+}
+
+/// A will whose delay is running comes back exactly with its session: every
+/// field of its message (each edge message as a will), `publish_at` to the
+/// millisecond, also through list_sessions; saving the session without a will
+/// drops it.
+pub async fn session_will_round_trip(backend: &Backend) {
+    let store = sessions(backend);
+    let mp = unique_mountpoint("will");
+    let key = SessionKey::new(&mp, "c");
+    let with_will = StoredSession {
+        disconnected_at: Some(now_ms()),
+        subscriptions: vec![subscription("a/+", QoS::AtLeastOnce)],
+        will: Some(StoredWill {
+            message: rich_message("will/zürich"),
+            publish_at: now_ms() + Duration::from_secs(30),
+        }),
+        ..session(&key)
+    };
+    save(store, &with_will).await;
+    assert_eq!(load(store, &key).await, Some(normalized(with_will.clone())));
+
+    let mut edge = Vec::new();
+    for (i, message) in edge_messages("will").into_iter().enumerate() {
+        let s = StoredSession {
+            disconnected_at: Some(now_ms()),
+            will: Some(StoredWill {
+                message,
+                // Already due: a will that fell due while the broker was down.
+                publish_at: now_ms() - Duration::from_secs(i as u64),
+            }),
+            ..session(&SessionKey::new(&mp, format!("edge-{i}")))
+        };
+        save(store, &s).await;
+        let loaded = load(store, &s.key).await.expect("saved");
+        assert_eq!(
+            loaded.will,
+            s.will,
+            "will {:?}",
+            s.will.as_ref().map(|w| &w.message.topic)
+        );
+        assert_eq!(loaded, s);
+        edge.push(s);
+    }
+    let mut expected = edge.clone();
+    expected.push(normalized(with_will.clone()));
+    expected.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(listed(store, &[&mp]).await, expected, "list_sessions");
+
+    // A sub-millisecond part may be dropped, not more.
+    let fine = now_ms() + Duration::from_nanos(654_321);
+    let fine_will = StoredSession {
+        will: Some(StoredWill {
+            message: rich_message("will/fine"),
+            publish_at: fine,
+        }),
+        ..with_will.clone()
+    };
+    save(store, &fine_will).await;
+    let loaded = load(store, &key).await.expect("saved");
+    assert_within_ms(
+        loaded.will.expect("will kept").publish_at,
+        fine,
+        "will publish_at",
+    );
+
+    // The client came back (or the will was published): saved without it.
+    let without = StoredSession {
+        will: None,
+        ..with_will.clone()
+    };
+    save(store, &without).await;
+    assert_eq!(load(store, &key).await, Some(normalized(without)));
+
+    store.delete_session(&key).await.expect("delete_session");
+    for s in &edge {
+        store.delete_session(&s.key).await.expect("delete_session");
+    }
+    assert!(listed(store, &[&mp]).await.is_empty());
 }
 
 /// `StoredSession::is_expired` gives the right answer on loaded sessions, so

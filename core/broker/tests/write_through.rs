@@ -1,0 +1,298 @@
+//! QoS 1/2 messages for persistent sessions go through the message store:
+//! written before the publisher's acknowledgement, removed after the
+//! subscriber's, read back after a restart with their delivery state, and a
+//! long backlog waits on disk instead of in memory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use fogg_api::SessionKey;
+use fogg_codec::{Packet, PubAck, QoS};
+
+fn sub_key() -> SessionKey {
+    SessionKey::new("", "sub")
+}
+
+/// A persistent subscriber to `t/#` at `qos` that then leaves.
+async fn leave_subscriber(broker: &TestBroker, qos: QoS) {
+    let mut sub = connect_expect(broker.addr, persistent_connect(V4, "sub", 0), false).await;
+    sub.subscribe("t/#", qos).await;
+    sub.disconnect().await;
+}
+
+async fn eventually_queue_len(services: &fogg_broker::Services, want: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let len = services.messages.queue_len(&sub_key()).await.unwrap();
+        if len == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "queue has {len}, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_messages_are_stored_before_the_puback_and_removed_after_delivery() {
+    let services = memory_services();
+    let broker = start_with(test_config(), services.clone()).await;
+    leave_subscriber(&broker, QoS::AtLeastOnce).await;
+    let mut publisher = RawClient::connected(broker.addr, V4, "pub").await;
+    for i in 0..3u8 {
+        publisher
+            .publish("t/x", &[i], QoS::AtLeastOnce, false)
+            .await;
+        // The PUBACK came: the message must already be in the store.
+        let stored = services.messages.queue_len(&sub_key()).await.unwrap();
+        assert_eq!(stored, usize::from(i) + 1);
+    }
+    // QoS 0 is not stored (and not queued offline by default).
+    publisher
+        .publish("t/x", b"q0", QoS::AtMostOnce, false)
+        .await;
+    assert_eq!(services.messages.queue_len(&sub_key()).await.unwrap(), 3);
+
+    let mut sub = connect_expect(broker.addr, persistent_connect(V4, "sub", 0), true).await;
+    for i in 0..3u8 {
+        assert_eq!(&sub.expect_publish().await.payload[..], &[i]);
+    }
+    eventually_queue_len(&services, 0).await;
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_long_backlog_is_delivered_in_order_from_the_store() {
+    let services = memory_services();
+    let mut config = test_config();
+    config.broker.max_offline_messages = 0;
+    let broker = start_with(config, services.clone()).await;
+    leave_subscriber(&broker, QoS::AtLeastOnce).await;
+    // Far more than a session keeps in memory; unlimited offline queue.
+    let n = 3000usize;
+    let mut publisher = RawClient::connected(broker.addr, V4, "pub").await;
+    for i in 0..n {
+        publisher
+            .publish("t/x", i.to_string().as_bytes(), QoS::AtLeastOnce, false)
+            .await;
+    }
+    eventually_queue_len(&services, n).await;
+    let mut sub = connect_expect(broker.addr, persistent_connect(V4, "sub", 0), true).await;
+    for i in 0..n {
+        let p = sub.expect_publish().await;
+        assert_eq!(
+            std::str::from_utf8(&p.payload).unwrap(),
+            i.to_string(),
+            "in order, once"
+        );
+    }
+    sub.expect_nothing().await;
+    eventually_queue_len(&services, 0).await;
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn qos2_deliveries_resume_with_their_packet_ids_after_a_restart() {
+    let services = memory_services();
+    let broker = start_with(test_config(), services.clone()).await;
+    leave_subscriber(&broker, QoS::ExactlyOnce).await;
+    let mut publisher = RawClient::connected(broker.addr, V4, "pub").await;
+    for payload in [&b"released"[..], &b"sent-----"[..]] {
+        publisher
+            .publish("t/x", payload, QoS::ExactlyOnce, false)
+            .await;
+    }
+    // The subscriber gets both, answers PUBREC for the first only.
+    let mut sub = connect_expect(broker.addr, persistent_connect(V4, "sub", 0), true).await;
+    let first = sub.next_publish_unacked().await;
+    let second = sub.next_publish_unacked().await;
+    assert_eq!(&first.payload[..], b"released");
+    let (first_id, second_id) = (first.packet_id.unwrap(), second.packet_id.unwrap());
+    sub.send(Packet::PubRec(PubAck::new(first_id))).await;
+    match sub.recv().await {
+        Some(Packet::PubRel(rel)) => assert_eq!(rel.packet_id, first_id),
+        other => panic!("expected PUBREL, got {other:?}"),
+    }
+    drop(sub);
+    broker.shutdown().await;
+
+    // A new broker on the same store: the exchange resumes where it was.
+    let broker = start_with(test_config(), services.clone()).await;
+    let mut sub = connect_expect(broker.addr, persistent_connect(V4, "sub", 0), true).await;
+    let mut got_rel = false;
+    let mut got_publish = false;
+    for _ in 0..2 {
+        match sub.recv().await {
+            Some(Packet::PubRel(rel)) => {
+                assert_eq!(rel.packet_id, first_id, "PUBREL, not a second PUBLISH");
+                sub.send(Packet::PubComp(PubAck::new(first_id))).await;
+                got_rel = true;
+            }
+            Some(Packet::Publish(p)) => {
+                assert_eq!(p.packet_id, Some(second_id), "same packet id");
+                assert!(p.dup, "resent with DUP");
+                assert_eq!(&p.payload[..], b"sent-----");
+                sub.ack(&p).await;
+                got_publish = true;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(got_rel && got_publish);
+    sub.expect_nothing().await;
+    eventually_queue_len(&services, 0).await;
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_incoming_qos2_resend_after_a_restart_is_not_delivered_twice() {
+    let services = memory_services();
+    let broker = start_with(test_config(), services.clone()).await;
+    leave_subscriber(&broker, QoS::ExactlyOnce).await;
+    // A persistent publisher sends a QoS 2 PUBLISH and gets PUBREC...
+    let mut publisher = connect_expect(broker.addr, persistent_connect(V4, "pub", 0), false).await;
+    publisher
+        .send(Packet::Publish(publish_packet(
+            "t/x",
+            b"once",
+            QoS::ExactlyOnce,
+            false,
+            7,
+        )))
+        .await;
+    assert!(matches!(publisher.recv().await, Some(Packet::PubRec(_))));
+    drop(publisher);
+    broker.shutdown().await;
+
+    // ...the broker restarts before PUBREL; the client resends with DUP.
+    let broker = start_with(test_config(), services.clone()).await;
+    let mut publisher = connect_expect(broker.addr, persistent_connect(V4, "pub", 0), true).await;
+    let mut again = publish_packet("t/x", b"once", QoS::ExactlyOnce, false, 7);
+    again.dup = true;
+    publisher.send(Packet::Publish(again)).await;
+    assert!(matches!(publisher.recv().await, Some(Packet::PubRec(_))));
+    publisher.send(Packet::PubRel(PubAck::new(7))).await;
+    assert!(matches!(publisher.recv().await, Some(Packet::PubComp(_))));
+
+    let mut sub = connect_expect(broker.addr, persistent_connect(V4, "sub", 0), true).await;
+    assert_eq!(&sub.expect_publish().await.payload[..], b"once");
+    sub.expect_nothing().await;
+    broker.shutdown().await;
+}
+
+/// The memory store, except that queue writes fail (a full or broken disk).
+struct FailingWrites(std::sync::Arc<dyn fogg_api::dynamic::DynMessageStore>);
+
+fn disk_full() -> fogg_api::BackendError {
+    fogg_api::BackendError::new(
+        fogg_api::ErrorKind::Unavailable,
+        "test-store",
+        "enqueue",
+        "No space left on device",
+    )
+}
+
+impl fogg_api::MessageStore for FailingWrites {
+    async fn enqueue(
+        &self,
+        _: &SessionKey,
+        _: &fogg_api::StoredMessage,
+    ) -> Result<u64, fogg_api::BackendError> {
+        Err(disk_full())
+    }
+    async fn enqueue_many(
+        &self,
+        _: &[SessionKey],
+        _: &fogg_api::StoredMessage,
+    ) -> Result<Vec<u64>, fogg_api::BackendError> {
+        Err(disk_full())
+    }
+    async fn read_queue(
+        &self,
+        key: &SessionKey,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, fogg_api::StoredMessage)>, fogg_api::BackendError> {
+        self.0.read_queue(key, after, limit).await
+    }
+    async fn remove(&self, key: &SessionKey, seq: u64) -> Result<(), fogg_api::BackendError> {
+        self.0.remove(key, seq).await
+    }
+    async fn remove_many(
+        &self,
+        key: &SessionKey,
+        seqs: &[u64],
+    ) -> Result<(), fogg_api::BackendError> {
+        self.0.remove_many(key, seqs).await
+    }
+    async fn queue_len(&self, key: &SessionKey) -> Result<usize, fogg_api::BackendError> {
+        self.0.queue_len(key).await
+    }
+    async fn clear_queue(&self, key: &SessionKey) -> Result<(), fogg_api::BackendError> {
+        self.0.clear_queue(key).await
+    }
+    async fn set_delivery_state(
+        &self,
+        key: &SessionKey,
+        seq: u64,
+        state: Option<fogg_api::DeliveryState>,
+    ) -> Result<(), fogg_api::BackendError> {
+        self.0.set_delivery_state(key, seq, state).await
+    }
+    async fn delivery_states(
+        &self,
+        key: &SessionKey,
+    ) -> Result<Vec<(u64, fogg_api::DeliveryState)>, fogg_api::BackendError> {
+        self.0.delivery_states(key).await
+    }
+    async fn set_incoming_qos2(
+        &self,
+        key: &SessionKey,
+        packet_id: u16,
+        pending: bool,
+    ) -> Result<(), fogg_api::BackendError> {
+        self.0.set_incoming_qos2(key, packet_id, pending).await
+    }
+    async fn incoming_qos2(&self, key: &SessionKey) -> Result<Vec<u16>, fogg_api::BackendError> {
+        self.0.incoming_qos2(key).await
+    }
+}
+
+#[tokio::test]
+async fn a_failed_store_write_is_never_acknowledged() {
+    let mut services = memory_services();
+    services.messages = std::sync::Arc::new(FailingWrites(services.messages.clone()));
+    let broker = start_with(test_config(), services).await;
+    leave_subscriber(&broker, QoS::AtLeastOnce).await;
+    // MQTT 5: a PUBACK that says so.
+    let mut v5 = RawClient::connected(broker.addr, V5, "pub5").await;
+    assert_eq!(
+        v5.publish("t/x", b"a", QoS::AtLeastOnce, false).await,
+        fogg_codec::ReasonCode::ImplementationSpecificError
+    );
+    // MQTT 3.1.1 cannot refuse: no PUBACK, the connection closes, and the
+    // client will send the message again.
+    let mut v4 = RawClient::connected(broker.addr, V4, "pub4").await;
+    v4.send(Packet::Publish(publish_packet(
+        "t/x",
+        b"b",
+        QoS::AtLeastOnce,
+        false,
+        3,
+    )))
+    .await;
+    assert!(
+        v4.expect_closed().await.is_none(),
+        "no PUBACK for an unstored message"
+    );
+    // The broker itself carries on.
+    let mut other = RawClient::connected(broker.addr, V4, "other").await;
+    other.ping_pong().await;
+    broker.shutdown().await;
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# A million 64-byte QoS 1 messages queued for one offline persistent session
+# in the embedded store: broker RSS before and after queueing, the time and
+# RSS of a restart with that queue, and the time to drain it. Release build.
+#
+#   scripts/bench/queue-1m.sh [COUNT]        # default 1000000
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+COUNT="${1:-1000000}"
+cd "$ROOT"
+cargo build --release --bin fogg -q
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+FOGG="$TARGET/release/fogg"
+DIR="$(mktemp -d)"
+PORT=18830
+mkdir -p "$DIR/conf.d" "$DIR/data"
+cat > "$DIR/conf.d/q.toml" <<CONF
+[broker]
+sys_interval = "0s"
+data_dir = "$DIR/data"
+max_offline_messages = 0
+[[listeners]]
+name = "mqtt"
+bind = "127.0.0.1:$PORT"
+CONF
+
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+start() {
+    RUST_LOG=warn "$FOGG" --config-dir "$DIR/conf.d" >> "$DIR/fogg.log" 2>&1 &
+    PID=$!
+    until ss -Htln "( sport = :$PORT )" | grep -q .; do sleep 0.02; done
+}
+
+start
+mosquitto_sub -p "$PORT" -i queued -c -q 1 -t 'load/#' -E
+echo "rss idle with the session:  $(rss "$PID") KiB"
+t0=$(date +%s.%N)
+# 64-byte payloads: the line number, padded.
+seq -f '%063.0f' 1 "$COUNT" | mosquitto_pub -p "$PORT" -i loader -q 1 -t load/x -l
+t1=$(date +%s.%N)
+echo "queued $COUNT in $(echo "$t1 - $t0" | bc) s"
+echo "rss with $COUNT queued:      $(rss "$PID") KiB"
+echo "data dir:                    $(du -sh "$DIR/data" | cut -f1)"
+kill -TERM "$PID"; wait "$PID" || true
+
+t0=$(date +%s.%N)
+start
+t1=$(date +%s.%N)
+echo "restart to listening:        $(echo "$t1 - $t0" | bc) s"
+echo "rss after restart:           $(rss "$PID") KiB"
+t0=$(date +%s.%N)
+got=$(mosquitto_sub -p "$PORT" -i queued -c -q 1 -t 'load/#' -C "$COUNT" -W 600 | wc -l)
+t1=$(date +%s.%N)
+echo "drained $got in $(echo "$t1 - $t0" | bc) s"
+echo "rss after draining:          $(rss "$PID") KiB"
+kill -TERM "$PID"; wait "$PID" || true
+rm -rf "$DIR"
