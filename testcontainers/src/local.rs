@@ -493,6 +493,10 @@ impl LocalServer {
                 self.run_setup("initdb", &initdb, &args).await
             }
             Binaries::Mariadb { install_db, .. } => {
+                // Its own temporary directory: a shared /tmp may be cleaned
+                // under a running server (seen: "Error on delete of
+                // '/tmp/#sql-temptable-...'" failing a query).
+                self.mkdir("mysql-tmp")?;
                 self.write_file(
                     "init.sql",
                     &format!(
@@ -620,6 +624,7 @@ impl LocalServer {
                     .arg("--bind-address=127.0.0.1")
                     .arg(format!("--socket={}", self.path_arg("mysqld.sock")))
                     .arg(format!("--pid-file={}", self.path_arg("mysqld.pid")))
+                    .arg(format!("--tmpdir={}", self.path_arg("mysql-tmp")))
                     .arg(format!("--init-file={}", self.path_arg("init.sql")))
                     .args([
                         "--skip-name-resolve",
