@@ -93,13 +93,16 @@ fn flood(addr: SocketAddr, qos: QoS, count: usize, acked: &Mutex<Vec<usize>>, n:
         for &m in &batch {
             let id = (m % 60_000 + 1) as u16;
             ids.insert(id, m);
-            publisher.send(&publish_packet(
+            // The broker may be killed at any moment: stop quietly then.
+            if !publisher.try_send(&publish_packet(
                 format!("flood/{}", m % 7),
                 format!("m{m}"),
                 qos,
                 false,
                 id,
-            ));
+            )) {
+                return;
+            }
         }
         let mut releases = Vec::new();
         while !ids.is_empty() {
@@ -119,7 +122,9 @@ fn flood(addr: SocketAddr, qos: QoS, count: usize, acked: &Mutex<Vec<usize>>, n:
             }
         }
         for id in releases {
-            publisher.send(&Packet::PubRel(PubAck::new(id)));
+            if !publisher.try_send(&Packet::PubRel(PubAck::new(id))) {
+                return;
+            }
             match publisher.recv_within(WAIT) {
                 Recv::Packet(Packet::PubComp(_)) => {}
                 _ => return,

@@ -687,9 +687,14 @@ impl RawClient {
     }
 
     pub fn send(&mut self, packet: &Packet) {
+        assert!(self.try_send(packet), "write failed");
+    }
+
+    /// Send; false when the connection is gone (a broker killed mid-test).
+    pub fn try_send(&mut self, packet: &Packet) -> bool {
         let mut out = Default::default();
         fogg_codec::encode(packet, self.version, &mut out).expect("encode");
-        self.stream.write_all(&out).expect("write");
+        self.stream.write_all(&out).is_ok()
     }
 
     /// Open, send CONNECT (clean start, keep alive 60, client id `id`), and
