@@ -14,16 +14,14 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use fogg_codec::{
-    ConnAck, Connect, Packet, Properties, ProtocolVersion, PubAck, Publish, QoS, ReasonCode,
-    Subscribe, SubscribeFilter, SubscriptionOptions,
-};
+use fogg_codec::{ProtocolVersion, QoS, ReasonCode};
 use fogg_testcontainers::TestServer;
-use support::{Fogg, RawClient, Recv, WAIT, dir_with};
+use support::auth::{
+    connect_as, denied, login, publish, publish_denied, receive, refused, subscribe,
+};
+use support::{Fogg, Recv, dir_with};
 
 const V4: ProtocolVersion = ProtocolVersion::V3_1_1;
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -142,139 +140,6 @@ fn seed_vernemq(my: &Mysql) {
         "[]",
         r##"[{"pattern":"#"}]"##,
     );
-}
-
-// ---------------------------------------------------------------------------
-// MQTT.
-
-fn connect_as(
-    addr: SocketAddr,
-    version: ProtocolVersion,
-    id: &str,
-    credentials: Option<(&str, &str)>,
-) -> (RawClient, ConnAck) {
-    let mut client = RawClient::open(addr, version);
-    client.send(&Packet::Connect(Box::new(Connect {
-        protocol: version,
-        clean_start: true,
-        keep_alive: 60,
-        client_id: id.to_owned(),
-        will: None,
-        username: credentials.map(|(u, _)| u.to_owned()),
-        password: credentials.map(|(_, p)| Bytes::copy_from_slice(p.as_bytes())),
-        properties: Properties::default(),
-    })));
-    match client.recv_within(WAIT) {
-        Recv::Packet(Packet::ConnAck(ack)) => (client, ack),
-        other => panic!("expected CONNACK for {id}, got {other:?}"),
-    }
-}
-
-/// Connect, expecting success.
-fn login(addr: SocketAddr, version: ProtocolVersion, id: &str, user: &str, pw: &str) -> RawClient {
-    let (client, ack) = connect_as(addr, version, id, Some((user, pw)));
-    assert_eq!(
-        ack.reason,
-        ReasonCode::Success,
-        "{id} as {user} ({version:?})"
-    );
-    client
-}
-
-/// The reason of a refused CONNECT (3.1.1 return codes decode to their
-/// MQTT 5 equivalents: 3 → 0x88, 4 → 0x86, 5 → 0x87).
-fn refused(
-    addr: SocketAddr,
-    version: ProtocolVersion,
-    id: &str,
-    credentials: Option<(&str, &str)>,
-) -> ReasonCode {
-    let (mut client, ack) = connect_as(addr, version, id, credentials);
-    assert!(
-        ack.reason.is_error(),
-        "{id}: expected a refusal, got {ack:?}"
-    );
-    assert!(
-        matches!(client.recv_within(WAIT), Recv::Closed),
-        "{id}: the broker must close after a refused CONNACK"
-    );
-    ack.reason
-}
-
-fn subscribe(client: &mut RawClient, packet_id: u16, filter: &str, qos: QoS) -> ReasonCode {
-    client.send(&Packet::Subscribe(Subscribe {
-        packet_id,
-        filters: vec![SubscribeFilter {
-            filter: filter.to_owned(),
-            options: SubscriptionOptions {
-                qos,
-                ..SubscriptionOptions::default()
-            },
-        }],
-        properties: Properties::default(),
-    }));
-    match client.recv_within(WAIT) {
-        Recv::Packet(Packet::SubAck(ack)) => {
-            assert_eq!(ack.packet_id, packet_id);
-            ack.reasons[0]
-        }
-        other => panic!("expected SUBACK, got {other:?}"),
-    }
-}
-
-/// PUBLISH at QoS 1; the PUBACK's reason (3.1.1 PUBACKs carry none: Success).
-fn publish(client: &mut RawClient, packet_id: u16, topic: &str, payload: &str) -> ReasonCode {
-    client.send(&Packet::Publish(Publish {
-        qos: QoS::AtLeastOnce,
-        topic: topic.to_owned(),
-        packet_id: Some(packet_id),
-        payload: Bytes::copy_from_slice(payload.as_bytes()),
-        ..Publish::default()
-    }));
-    match client.recv_within(WAIT) {
-        Recv::Packet(Packet::PubAck(ack)) => {
-            assert_eq!(ack.packet_id, packet_id);
-            ack.reason
-        }
-        other => panic!("expected PUBACK, got {other:?}"),
-    }
-}
-
-/// The next PUBLISH (acknowledged when QoS 1) as (topic, payload, qos).
-fn receive(client: &mut RawClient) -> (String, String, QoS) {
-    match client.recv_within(WAIT) {
-        Recv::Packet(Packet::Publish(p)) => {
-            if let Some(id) = p.packet_id {
-                client.send(&Packet::PubAck(PubAck::new(id)));
-            }
-            (
-                p.topic,
-                String::from_utf8_lossy(&p.payload).into_owned(),
-                p.qos,
-            )
-        }
-        other => panic!("expected PUBLISH, got {other:?}"),
-    }
-}
-
-/// A refused subscription: 0x87 in MQTT 5; 3.1.1's 0x80 decodes as
-/// UnspecifiedError.
-fn denied(version: ProtocolVersion) -> ReasonCode {
-    if version == V5 {
-        ReasonCode::NotAuthorized
-    } else {
-        ReasonCode::UnspecifiedError
-    }
-}
-
-/// What an ACL-denied QoS 1 PUBLISH gets: PUBACK 0x87 in MQTT 5; 3.1.1
-/// cannot refuse, so it is acknowledged and dropped.
-fn publish_denied(version: ProtocolVersion) -> ReasonCode {
-    if version == V5 {
-        ReasonCode::NotAuthorized
-    } else {
-        ReasonCode::Success
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod auth;
+
 use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
