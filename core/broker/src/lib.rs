@@ -12,6 +12,7 @@ mod acl;
 #[doc(hidden)]
 pub mod bench_support;
 mod connection;
+mod handover;
 mod lifecycle;
 mod listener;
 mod message;

@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot};
 
 use crate::config::QueueType;
+use crate::handover::Leftovers;
 use crate::message::Delivery;
 
 /// Why a connection is told to go away by someone else.
@@ -376,24 +377,33 @@ impl SessionState {
         loaded
     }
 
-    /// Drain everything this session holds for delivery (used when it ends, so
-    /// shared-subscription messages can go to another member).
+    /// Take everything this session holds for delivery, for an ending
+    /// session whose shared-subscription messages go to another member.
     /// Their store entries go with the session.
-    pub fn drain_all(&mut self) -> Vec<Delivery> {
-        let mut out: Vec<Delivery> = self
+    pub fn leftovers(&mut self) -> Leftovers {
+        let backlog_after = (self.spilled > 0).then_some(self.resident_seq);
+        let mut in_memory: Vec<Delivery> = self
             .inflight
             .drain(..)
             .filter(|e| e.stage != InflightStage::Released)
             .map(|e| e.delivery)
             .collect();
         self.inflight_ids.clear();
-        out.extend(self.queue.drain(..));
-        for delivery in &mut out {
-            delivery.stored = None;
+        in_memory.extend(self.queue.drain(..));
+        let mut resident_above = HashSet::new();
+        for delivery in &mut in_memory {
+            if let (Some(seq), Some(after)) = (delivery.stored.take(), backlog_after)
+                && seq > after
+            {
+                resident_above.insert(seq);
+            }
         }
         self.forget.clear();
-        // Spilled messages go with the session's store entries.
         self.spilled = 0;
-        out
+        Leftovers {
+            in_memory,
+            backlog_after,
+            resident_above,
+        }
     }
 }

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::acl::Acl;
 use crate::config::BrokerSettings;
+use crate::handover::SessionFilters;
 use crate::message::{Delivery, Message, SharedOrigin};
 use crate::metrics::Metrics;
 use crate::retain::RetainIndex;
@@ -123,7 +124,7 @@ impl BrokerState {
     /// written to the message store first (one write per distinct view of
     /// the message, usually one for the whole fan-out), so whoever awaits
     /// this may acknowledge the message afterwards.
-    async fn deliver(
+    pub(crate) async fn deliver(
         &self,
         mut planned: Vec<(Arc<Session>, Delivery)>,
     ) -> Result<(), fogg_api::BackendError> {
@@ -175,42 +176,6 @@ impl BrokerState {
             .await
         {
             tracing::warn!(client_id = %session.key.client_id, error = %e, "could not remove delivered messages from the store");
-        }
-    }
-
-    /// Hand deliveries of an ending session that came through shared
-    /// subscriptions to another member of their group, so a member going
-    /// away does not lose the group's QoS 1/2 messages.
-    pub async fn reroute_shared(&self, ending: &Session, deliveries: Vec<Delivery>) {
-        let mut planned = Vec::new();
-        for mut delivery in deliveries {
-            let Some(origin) = delivery.shared.clone() else {
-                continue;
-            };
-            if delivery.qos == QoS::AtMostOnce {
-                continue;
-            }
-            let members =
-                self.topics
-                    .shared_members(&ending.key.mountpoint, &origin.group, &origin.filter);
-            let candidate = members
-                .iter()
-                .filter(|m| m.session.id != ending.id)
-                .min_by_key(|m| !m.session.is_online());
-            if let Some(member) = candidate {
-                delivery.qos = delivery.qos.min(member.options.qos);
-                delivery.subscription_ids = member.identifier.into_iter().collect();
-                delivery.stored = None;
-                planned.push((member.session.clone(), delivery));
-            } else {
-                Metrics::add(&self.metrics.publish_dropped, 1);
-            }
-        }
-        if planned.is_empty() {
-            return;
-        }
-        if let Err(e) = self.deliver(planned).await {
-            tracing::warn!(client_id = %ending.key.client_id, error = %e, "could not store shared-subscription messages handed to another member");
         }
     }
 
@@ -271,14 +236,15 @@ impl BrokerState {
                 sessions.remove(&session.key);
             }
         }
+        let filters = SessionFilters::of(session);
         self.remove_all_subscriptions(session);
-        let pending = {
+        let leftovers = {
             let mut state = session.state.lock();
             state.ended = true;
-            state.drain_all()
+            state.leftovers()
         };
         session.end.notify_waiters();
-        self.reroute_shared(session, pending).await;
+        self.hand_over(session, &filters, leftovers).await;
         if !session.is_stored() {
             return;
         }

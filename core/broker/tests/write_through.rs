@@ -296,3 +296,74 @@ async fn a_failed_store_write_is_never_acknowledged() {
     other.ping_pong().await;
     broker.shutdown().await;
 }
+
+/// A persistent member of `$share/g/t/#` that then leaves.
+async fn leave_shared_member(broker: &TestBroker, id: &str) {
+    let mut member = connect_expect(broker.addr, persistent_connect(V4, id, 0), false).await;
+    member.subscribe("$share/g/t/#", QoS::AtLeastOnce).await;
+    member.disconnect().await;
+}
+
+/// Receive `n` messages, acknowledging each, and check each payload
+/// `0..n` came exactly once.
+async fn expect_each_once(client: &mut RawClient, n: usize) {
+    let mut seen = vec![false; n];
+    for _ in 0..n {
+        let p = client.expect_publish().await;
+        let i: usize = std::str::from_utf8(&p.payload).unwrap().parse().unwrap();
+        assert!(!seen[i], "message {i} arrived twice");
+        seen[i] = true;
+    }
+    client.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn an_ending_shared_member_hands_its_on_disk_backlog_to_another_member() {
+    let services = memory_services();
+    let mut config = test_config();
+    config.broker.max_offline_messages = 0;
+    config.broker.max_online_messages = 0;
+    let broker = start_with(config, services.clone()).await;
+    leave_shared_member(&broker, "a").await;
+    // Far more than a session keeps in memory: most of it stays in the store.
+    let n = 3000usize;
+    let mut publisher = RawClient::connected(broker.addr, V4, "pub").await;
+    for i in 0..n {
+        publisher
+            .publish("t/x", i.to_string().as_bytes(), QoS::AtLeastOnce, false)
+            .await;
+    }
+    let mut b = RawClient::connected(broker.addr, V4, "b").await;
+    b.subscribe("$share/g/t/#", QoS::AtLeastOnce).await;
+    // `a` comes back with a clean session: its old one ends, and every
+    // message it held, in memory or on disk, goes to `b`.
+    let a = RawClient::connected(broker.addr, V4, "a").await;
+    expect_each_once(&mut b, n).await;
+    drop(a);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_shared_members_messages_read_back_after_a_restart_are_handed_over() {
+    let services = memory_services();
+    let broker = start_with(test_config(), services.clone()).await;
+    leave_shared_member(&broker, "a").await;
+    let mut publisher = RawClient::connected(broker.addr, V4, "pub").await;
+    for i in 0..10usize {
+        publisher
+            .publish("t/x", i.to_string().as_bytes(), QoS::AtLeastOnce, false)
+            .await;
+    }
+    drop(publisher);
+    broker.shutdown().await;
+
+    // Read back from the store, the messages no longer say they came
+    // through the group; the broker tells from `a`'s subscriptions.
+    let broker = start_with(test_config(), services.clone()).await;
+    let mut b = RawClient::connected(broker.addr, V4, "b").await;
+    b.subscribe("$share/g/t/#", QoS::AtLeastOnce).await;
+    let a = RawClient::connected(broker.addr, V4, "a").await;
+    expect_each_once(&mut b, 10).await;
+    drop(a);
+    broker.shutdown().await;
+}
