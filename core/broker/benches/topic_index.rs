@@ -1,7 +1,7 @@
 //! Topic index cost per PUBLISH: matching a topic against many subscriptions.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use fogg_broker::bench_support::IndexFixture;
+use fogg_broker::bench_support::{IndexFixture, rss_bytes};
 
 fn filters(n: usize) -> Vec<String> {
     // A realistic mix: exact device topics, per-site wildcards, a few catch-alls.
@@ -20,9 +20,16 @@ fn filters(n: usize) -> Vec<String> {
 fn bench_match(c: &mut Criterion) {
     let mut group = c.benchmark_group("topic_index_match");
     group.throughput(Throughput::Elements(1));
-    for n in [1_000usize, 100_000] {
+    for n in [1_000usize, 100_000, 1_000_000] {
         let filters = filters(n);
+        let before = rss_bytes();
         let fixture = IndexFixture::new(filters.iter().map(String::as_str));
+        let grown = rss_bytes().saturating_sub(before);
+        println!(
+            "{n} subscriptions (one session each): RSS +{} MiB, {} bytes each",
+            grown / (1 << 20),
+            grown / n as u64
+        );
         // Matched by one exact filter and by the wildcards of site 44.
         let topic = "site/44/device/442/temperature";
         assert!(fixture.match_count(topic) > 0);

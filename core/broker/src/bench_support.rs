@@ -46,3 +46,45 @@ impl IndexFixture {
             .len()
     }
 }
+
+/// A retained-message index, for match-time benchmarks.
+pub struct RetainFixture {
+    index: crate::retain::RetainIndex,
+}
+
+impl RetainFixture {
+    /// One retained message (64-byte payload) per topic.
+    pub fn new(topics: impl IntoIterator<Item = String>) -> RetainFixture {
+        let index = crate::retain::RetainIndex::default();
+        let payload = bytes::Bytes::from(vec![b'x'; 64]);
+        for topic in topics {
+            let message = Arc::new(crate::message::Message::new(
+                topic.clone(),
+                payload.clone(),
+                fogg_codec::QoS::AtMostOnce,
+                true,
+                fogg_codec::Properties::default(),
+                0,
+            ));
+            index.set("", &topic, Some(message));
+        }
+        RetainFixture { index }
+    }
+
+    /// Number of retained messages matching `filter`.
+    pub fn match_count(&self, filter: &str) -> usize {
+        self.index.matches("", filter).len()
+    }
+}
+
+/// Resident set size of this process in bytes (Linux; 0 elsewhere), for the
+/// memory figures the benchmarks print.
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::RwLock;
@@ -24,6 +25,9 @@ impl Node {
 #[derive(Default)]
 pub(crate) struct RetainIndex {
     roots: RwLock<HashMap<Arc<str>, Node>>,
+    /// Kept up to date under the write lock, so `$SYS` does not walk a
+    /// million-node trie every interval.
+    count: AtomicUsize,
 }
 
 impl RetainIndex {
@@ -40,12 +44,16 @@ impl RetainIndex {
                 for level in topic.split('/') {
                     node = node.children.entry(Box::from(level)).or_default();
                 }
-                node.message = Some(message);
+                if node.message.replace(message).is_none() {
+                    self.count.fetch_add(1, Ordering::Relaxed);
+                }
             }
             None => {
                 if let Some(root) = roots.get_mut(mountpoint) {
                     let levels: Vec<&str> = topic.split('/').collect();
-                    clear(root, &levels);
+                    if clear(root, &levels) {
+                        self.count.fetch_sub(1, Ordering::Relaxed);
+                    }
                     if root.is_empty() {
                         roots.remove(mountpoint);
                     }
@@ -56,85 +64,179 @@ impl RetainIndex {
 
     /// Live retained messages matching `filter`.
     pub fn matches(&self, mountpoint: &str, filter: &str) -> Vec<Arc<Message>> {
-        let mut out = Vec::new();
+        self.walk(mountpoint, filter).out
+    }
+
+    fn walk(&self, mountpoint: &str, filter: &str) -> Walk {
+        let mut walk = Walk {
+            now: Instant::now(),
+            out: Vec::new(),
+            visited: 0,
+        };
         let roots = self.roots.read();
         if let Some(root) = roots.get(mountpoint) {
             let levels: Vec<&str> = filter.split('/').collect();
-            collect(root, &levels, true, Instant::now(), &mut out);
+            walk.collect(root, &levels, true);
         }
-        out
+        walk
     }
 
+    /// Number of retained messages (expired ones included until they are
+    /// cleared).
     pub fn count(&self) -> usize {
-        fn walk(node: &Node) -> usize {
-            usize::from(node.message.is_some()) + node.children.values().map(walk).sum::<usize>()
-        }
-        self.roots.read().values().map(walk).sum()
+        self.count.load(Ordering::Relaxed)
     }
 }
 
-fn clear(node: &mut Node, levels: &[&str]) {
+/// Clear the message at `levels`, pruning emptied branches. Returns
+/// whether there was one.
+fn clear(node: &mut Node, levels: &[&str]) -> bool {
     match levels.split_first() {
-        None => node.message = None,
+        None => node.message.take().is_some(),
         Some((first, rest)) => {
-            if let Some(child) = node.children.get_mut(*first) {
-                clear(child, rest);
-                if child.is_empty() {
-                    node.children.remove(*first);
-                }
+            let Some(child) = node.children.get_mut(*first) else {
+                return false;
+            };
+            let cleared = clear(child, rest);
+            if child.is_empty() {
+                node.children.remove(*first);
             }
+            cleared
         }
     }
 }
 
-fn collect(node: &Node, levels: &[&str], top: bool, now: Instant, out: &mut Vec<Arc<Message>>) {
-    match levels.split_first() {
-        None => {
-            if let Some(m) = &node.message
-                && !m.is_expired(now)
-            {
-                out.push(m.clone());
-            }
+/// One match of a filter against the trie: only the branches the filter
+/// can reach are visited (`visited` counts them, so tests can tell an index
+/// walk from a scan).
+struct Walk {
+    now: Instant,
+    out: Vec<Arc<Message>>,
+    visited: usize,
+}
+
+impl Walk {
+    fn take(&mut self, node: &Node) {
+        if let Some(m) = &node.message
+            && !m.is_expired(self.now)
+        {
+            self.out.push(m.clone());
         }
-        Some((&"#", _)) => {
-            // "a/#" also matches "a" itself.
-            if let Some(m) = &node.message
-                && !top
-                && !m.is_expired(now)
-            {
-                out.push(m.clone());
-            }
-            for (name, child) in &node.children {
-                // [MQTT-4.7.2-1]: leading wildcards skip `$` topics.
-                if top && name.starts_with('$') {
-                    continue;
+    }
+
+    fn collect(&mut self, node: &Node, levels: &[&str], top: bool) {
+        self.visited += 1;
+        match levels.split_first() {
+            None => self.take(node),
+            Some((&"#", _)) => {
+                // "a/#" also matches "a" itself.
+                if !top {
+                    self.take(node);
                 }
-                collect_all(child, now, out);
-            }
-        }
-        Some((&"+", rest)) => {
-            for (name, child) in &node.children {
-                if top && name.starts_with('$') {
-                    continue;
+                for (name, child) in &node.children {
+                    // [MQTT-4.7.2-1]: leading wildcards skip `$` topics.
+                    if top && name.starts_with('$') {
+                        continue;
+                    }
+                    self.collect_all(child);
                 }
-                collect(child, rest, false, now, out);
+            }
+            Some((&"+", rest)) => {
+                for (name, child) in &node.children {
+                    if top && name.starts_with('$') {
+                        continue;
+                    }
+                    self.collect(child, rest, false);
+                }
+            }
+            Some((first, rest)) => {
+                if let Some(child) = node.children.get(*first) {
+                    self.collect(child, rest, false);
+                }
             }
         }
-        Some((first, rest)) => {
-            if let Some(child) = node.children.get(*first) {
-                collect(child, rest, false, now, out);
-            }
+    }
+
+    fn collect_all(&mut self, node: &Node) {
+        self.visited += 1;
+        self.take(node);
+        for child in node.children.values() {
+            self.collect_all(child);
         }
     }
 }
 
-fn collect_all(node: &Node, now: Instant, out: &mut Vec<Arc<Message>>) {
-    if let Some(m) = &node.message
-        && !m.is_expired(now)
-    {
-        out.push(m.clone());
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use fogg_codec::QoS;
+
+    fn message(topic: &str) -> Arc<Message> {
+        Arc::new(Message::new(
+            topic.to_owned(),
+            Bytes::from_static(b"x"),
+            QoS::AtMostOnce,
+            true,
+            fogg_codec::Properties::default(),
+            0,
+        ))
     }
-    for child in node.children.values() {
-        collect_all(child, now, out);
+
+    fn topics(walk: &Walk) -> Vec<String> {
+        let mut t: Vec<String> = walk.out.iter().map(|m| m.topic.to_string()).collect();
+        t.sort();
+        t
+    }
+
+    #[test]
+    fn the_count_follows_sets_replacements_and_clears() {
+        let index = RetainIndex::default();
+        index.set("", "a/b", Some(message("a/b")));
+        index.set("", "a/b", Some(message("a/b")));
+        index.set("", "a", Some(message("a")));
+        index.set("m", "a/b", Some(message("a/b")));
+        assert_eq!(index.count(), 3);
+        index.set("", "a/b", None);
+        index.set("", "a/b", None);
+        index.set("", "nothing/here", None);
+        assert_eq!(index.count(), 2);
+        index.set("m", "a/b", None);
+        index.set("", "a", None);
+        assert_eq!(index.count(), 0);
+        assert!(index.roots.read().is_empty(), "emptied branches are pruned");
+    }
+
+    /// A million retained messages: a wildcard subscription is answered by
+    /// walking the branches it can match, not by scanning every message.
+    #[test]
+    fn a_wildcard_over_a_million_retained_messages_walks_only_its_branch() {
+        let index = RetainIndex::default();
+        for site in 0..1000 {
+            for sensor in 0..1000 {
+                let topic = format!("site/{site}/sensor/{sensor}");
+                index.set("", &topic, Some(message(&topic)));
+            }
+        }
+        assert_eq!(index.count(), 1_000_000);
+
+        let walk = index.walk("", "site/42/sensor/+");
+        assert_eq!(walk.out.len(), 1000);
+        // The root, site, 42, sensor, then the 1000 leaves.
+        assert_eq!(walk.visited, 4 + 1000);
+
+        let walk = index.walk("", "site/+/sensor/7");
+        assert_eq!(walk.out.len(), 1000);
+        assert!(walk.visited <= 1 + 1 + 1000 * 3, "visited {}", walk.visited);
+
+        let walk = index.walk("", "site/999/sensor/999");
+        assert_eq!(topics(&walk), ["site/999/sensor/999"]);
+        assert_eq!(walk.visited, 5);
+
+        let walk = index.walk("", "site/3/#");
+        assert_eq!(walk.out.len(), 1000);
+        assert!(walk.visited <= 3 + 1 + 1000, "visited {}", walk.visited);
+
+        assert!(index.walk("", "other/#").visited <= 1);
     }
 }
