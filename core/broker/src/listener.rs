@@ -87,8 +87,11 @@ impl AcceptLoop {
             let acceptor = self.acceptor.clone();
             let mut shutdown = self.shutdown.clone();
             self.tracker.spawn(async move {
+                // Boxed: a TLS / WebSocket / PROXY handshake's state is
+                // kilobytes, and inline it would stay in every idle
+                // connection's task after the handshake is over.
                 let accepted = tokio::select! {
-                    accepted = acceptor.accept(stream, peer) => accepted,
+                    accepted = Box::pin(acceptor.accept(stream, peer)) => accepted,
                     // A handshake in progress must not hold up shutdown.
                     _ = shutdown.changed() => return,
                 };

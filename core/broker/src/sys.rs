@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use fogg_codec::{Properties, QoS};
+use fogg_codec::QoS;
 use tokio::sync::watch;
 
 use crate::message::Message;
@@ -77,7 +77,7 @@ fn publish_all(broker: &BrokerState) {
             payload: Bytes::from(value),
             qos: QoS::AtMostOnce,
             retain: true,
-            properties: Properties::default(),
+            properties: None,
             expires_at: None,
             origin: 0,
         });

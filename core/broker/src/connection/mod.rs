@@ -436,3 +436,30 @@ pub(crate) enum ReadError {
     #[error("{0}")]
     Decode(fogg_codec::DecodeError),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future_size<A, B, C, D, E, F: std::future::Future>(_: fn(A, B, C, D, E) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every idle connection holds its task's future: keep it small.
+    #[test]
+    fn a_connection_task_stays_small() {
+        let size = future_size(serve::<tokio::net::TcpStream>);
+        println!(
+            "connection future: {size} bytes; Connection {} bytes; Client {} bytes; Session {} bytes",
+            std::mem::size_of::<Connection<tokio::net::TcpStream>>(),
+            std::mem::size_of::<Client>(),
+            std::mem::size_of::<Session>()
+        );
+        println!(
+            "Message {} Properties {}",
+            std::mem::size_of::<crate::message::Message>(),
+            std::mem::size_of::<fogg_codec::Properties>()
+        );
+        assert!(size <= 1024, "the connection future is {size} bytes");
+    }
+}

@@ -202,7 +202,7 @@ where
         let message = &delivery.message;
         let v5 = self.version.is_v5();
         let mut properties = if v5 {
-            let mut p = message.properties.clone();
+            let mut p = message.properties();
             p.subscription_identifiers = delivery.subscription_ids.clone();
             // [MQTT-3.3.2-6]: forward the remaining lifetime, not the original.
             p.message_expiry_interval = message.remaining_expiry(Instant::now());
