@@ -14,7 +14,9 @@ use tokio::sync::oneshot;
 
 use crate::connection::Client;
 use crate::message::{Delivery, Message};
-use crate::session::{Attachment, Inflight, InflightStage, Kick, RESIDENT, Session};
+use crate::session::{
+    Attachment, Inflight, InflightStage, Kick, QueueLimits, RESIDENT, Session,
+};
 use crate::state::BrokerState;
 
 pub(crate) struct Attached {
@@ -32,6 +34,7 @@ pub(crate) async fn attach(
     expiry: u32,
     protocol: ProtocolVersion,
     send_window: u16,
+    limits: QueueLimits,
     generation: u64,
 ) -> Attached {
     let (kick_tx, kick_rx) = oneshot::channel();
@@ -52,6 +55,7 @@ pub(crate) async fn attach(
                     state.protocol = protocol;
                     state.expiry_interval = expiry;
                     state.send_window = send_window;
+                    state.limits = limits;
                 }
                 existing.set_online(true);
                 (existing, true, None)
@@ -68,6 +72,7 @@ pub(crate) async fn attach(
                     state.attachment = Some(attachment);
                     state.generation = generation;
                     state.send_window = send_window;
+                    state.limits = limits;
                 }
                 session.set_online(true);
                 sessions.insert(key, session.clone());
@@ -407,6 +412,8 @@ pub(crate) async fn restore(broker: &Arc<BrokerState>) -> Result<(), crate::Star
             stored.protocol,
             stored.expiry_interval,
         ));
+        // The broker's limits until its client connects through a listener.
+        session.state.lock().limits = broker.queue_limits();
         session.mark_stored();
         for sub in &stored.subscriptions {
             if let Ok(parsed) = crate::topics::parse_filter(&sub.filter) {
