@@ -129,6 +129,10 @@ pub(crate) struct SessionState {
     pub limits: QueueLimits,
 }
 
+/// Unacknowledged messages beyond which a consumer counts as slow (a
+/// consumer that keeps up has a few in flight at a time).
+pub(crate) const SLOW_INFLIGHT: usize = 32;
+
 /// Most stored messages a session keeps in memory; the rest wait on disk.
 pub(crate) const RESIDENT: usize = 1024;
 
@@ -210,10 +214,7 @@ impl Session {
             return Enqueued::Dropped;
         }
         let limits = state.limits;
-        if delivery.qos == QoS::AtMostOnce
-            && (!online || !state.queue.is_empty())
-            && load.is_overloaded()
-        {
+        if delivery.qos == QoS::AtMostOnce && load.is_overloaded() && state.is_slow(online) {
             state.dropped += 1;
             drop(state);
             Metrics::add(&load.shed_qos0, 1);
@@ -277,6 +278,13 @@ impl Session {
 }
 
 impl SessionState {
+    /// Whether this session's consumer is not keeping up: offline, messages
+    /// waiting in its queue, or more than [`SLOW_INFLIGHT`] unacknowledged.
+    /// Under overload, QoS 0 messages for it are shed.
+    pub fn is_slow(&self, online: bool) -> bool {
+        !online || !self.queue.is_empty() || self.inflight.len() > SLOW_INFLIGHT
+    }
+
     /// The next free packet identifier, or None when all 65535 are in use.
     pub fn allocate_packet_id(&mut self) -> Option<u16> {
         if self.inflight_ids.len() >= usize::from(u16::MAX) {

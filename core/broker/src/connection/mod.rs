@@ -154,6 +154,8 @@ pub(crate) struct Connection<S> {
     read_hot: bool,
     /// The client's publish rate limit, if its listener has one.
     pub rate: Option<RateLimit>,
+    /// Packets wait in `rbuf` because the rate limit paused their handling.
+    input_held: bool,
 }
 
 /// Serve one accepted connection until it ends.
@@ -183,6 +185,7 @@ pub(crate) async fn serve<S>(
         peer_max_packet_size: u32::MAX,
         read_hot: false,
         rate,
+        input_held: false,
     };
     let span = tracing::info_span!("conn", peer = %peer, client_id = tracing::field::Empty);
     async move {
@@ -349,6 +352,15 @@ where
                 _ => {}
             }
             rate_paused = rate_pause.is_some();
+            if rate_pause.is_none() && self.input_held {
+                // Packets left in the read buffer when the pause began.
+                self.input_held = false;
+                if let Some(close) = Box::pin(self.process_input(&mut client)).await {
+                    break close;
+                }
+                self.fill(&mut client).await;
+                continue;
+            }
             let want_read = self.wbuf.len() < PAUSE_READ_AT && rate_pause.is_none();
             if want_read {
                 self.reserve_read();
@@ -422,6 +434,16 @@ where
 
     async fn handle_buffered(&mut self, client: &mut Client) -> Option<Close> {
         loop {
+            // Over its publish rate: the rest waits in the buffer (and the
+            // socket) until the pause ends.
+            if self
+                .rate
+                .as_ref()
+                .is_some_and(|r| r.paused_until(Instant::now()).is_some())
+            {
+                self.input_held = !self.rbuf.is_empty();
+                return None;
+            }
             match fogg_codec::decode(
                 &mut self.rbuf,
                 self.version,
