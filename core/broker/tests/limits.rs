@@ -447,3 +447,25 @@ async fn memory_pressure_sheds_qos0_refuses_connects_keeps_qos1_and_recovers() {
     );
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn resident_memory_past_its_watermark_refuses_new_connections() {
+    let mut config = test_config();
+    // Any process is past one byte, and never below the low watermark (0).
+    config.overload.rss_high = 1;
+    config.overload.check_interval = Duration::from_millis(20);
+    let broker = common::start(config).await;
+    let mut refused = None;
+    for _ in 0..200 {
+        let (_, reason) = connack(broker.addr, V5, "rss").await;
+        if reason != ReasonCode::Success {
+            refused = Some(reason);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(refused, Some(ReasonCode::ServerBusy));
+    let (_, reason) = connack(broker.addr, V4, "rss-v4").await;
+    assert_eq!(reason, ReasonCode::ServerUnavailable);
+    broker.shutdown().await;
+}
