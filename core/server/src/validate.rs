@@ -505,8 +505,14 @@ mod tests {
         );
         let text = check_files(&[("o.toml", "[overload]\nrss_high = 10\nrss_low = 20\n")]);
         assert!(text.contains("overload.rss_low"), "{text}");
-        let text = check_files(&[("o.toml", "[overload]\nqueued_bytes_hi = 10\n")]);
-        assert!(text.contains("queued_bytes_hi"), "{text}");
+        // A misspelt key is refused while loading, naming the file and key.
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("o.toml"), "[overload]\nqueued_bytes_hi = 10\n").unwrap();
+        let text = load_dir(dir.path()).err().unwrap().to_string();
+        assert!(
+            text.contains("o.toml") && text.contains("overload.queued_bytes_hi"),
+            "{text}"
+        );
         let ok = check_files(&[(
             "o.toml",
             "[broker]\nmax_message_rate = 100\nmax_byte_rate = 100000\nmax_inflight_messages = 10\n\
