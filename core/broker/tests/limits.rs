@@ -49,7 +49,10 @@ async fn eventually_accepted(addr: SocketAddr, id: &str) -> RawClient {
 
 /// Read `$SYS/broker/load/...` values (retained, refreshed every
 /// sys_interval) until `done` is satisfied by them.
-async fn sys_until(addr: SocketAddr, done: impl Fn(&std::collections::BTreeMap<String, u64>) -> bool) -> std::collections::BTreeMap<String, u64> {
+async fn sys_until(
+    addr: SocketAddr,
+    done: impl Fn(&std::collections::BTreeMap<String, u64>) -> bool,
+) -> std::collections::BTreeMap<String, u64> {
     let mut admin = RawClient::connected(addr, V5, "sys-reader").await;
     admin.subscribe("$SYS/broker/load/#", QoS::AtMostOnce).await;
     let mut values = std::collections::BTreeMap::new();
@@ -88,11 +91,19 @@ async fn connection_caps_global_and_per_listener() {
     // The listener's own cap: one client.
     let first = RawClient::connected(capped, V5, "c1").await;
     let (mut refused, reason) = connack(capped, V5, "c2").await;
-    assert_eq!(reason, ReasonCode::QuotaExceeded, "v5 past the listener cap");
+    assert_eq!(
+        reason,
+        ReasonCode::QuotaExceeded,
+        "v5 past the listener cap"
+    );
     refused.expect_silent_close().await;
     let (_, reason) = connack(capped, V4, "c2").await;
     // 3.1.1 has no Quota exceeded: 0x03 Server unavailable.
-    assert_eq!(reason, ReasonCode::ServerUnavailable, "3.1.1 past the listener cap");
+    assert_eq!(
+        reason,
+        ReasonCode::ServerUnavailable,
+        "3.1.1 past the listener cap"
+    );
 
     // The global cap: three over both listeners.
     let mut o1 = RawClient::connected(open, V5, "o1").await;
@@ -100,7 +111,11 @@ async fn connection_caps_global_and_per_listener() {
     let (_, reason) = connack(open, V5, "o3").await;
     assert_eq!(reason, ReasonCode::QuotaExceeded, "v5 past the global cap");
     let (_, reason) = connack(open, V4, "o3").await;
-    assert_eq!(reason, ReasonCode::ServerUnavailable, "3.1.1 past the global cap");
+    assert_eq!(
+        reason,
+        ReasonCode::ServerUnavailable,
+        "3.1.1 past the global cap"
+    );
     o1.ping_pong().await;
 
     // A client leaving frees its slot: on its listener...
@@ -138,7 +153,11 @@ async fn listener_overrides_inflight_window_and_queue_size() {
     }
 
     // Two sent, unacknowledged, and nothing more while they are.
-    let first: Vec<_> = [tight.next_publish_unacked().await, tight.next_publish_unacked().await].into();
+    let first: Vec<_> = [
+        tight.next_publish_unacked().await,
+        tight.next_publish_unacked().await,
+    ]
+    .into();
     tight.expect_nothing().await;
     for p in &first {
         tight.ack(p).await;
@@ -149,7 +168,12 @@ async fn listener_overrides_inflight_window_and_queue_size() {
     let got: Vec<u8> = first.iter().chain(&rest).map(|p| p.payload[0]).collect();
     assert_eq!(got, vec![0, 1, 2, 3, 4]);
     // The default listener's client got all ten.
-    let all: Vec<u8> = loose.drain_publishes().await.iter().map(|p| p.payload[0]).collect();
+    let all: Vec<u8> = loose
+        .drain_publishes()
+        .await
+        .iter()
+        .map(|p| p.payload[0])
+        .collect();
     assert_eq!(all, (0..10).collect::<Vec<u8>>());
     broker.shutdown().await;
 }
@@ -167,8 +191,14 @@ async fn ping_loop(addr: SocketAddr, id: String, rounds: usize) -> Vec<Duration>
     for i in 0..rounds {
         let started = Instant::now();
         let payload = (i as u32).to_be_bytes();
-        c.send(Packet::Publish(publish_packet(&topic, &payload, QoS::AtLeastOnce, false, 1)))
-            .await;
+        c.send(Packet::Publish(publish_packet(
+            &topic,
+            &payload,
+            QoS::AtLeastOnce,
+            false,
+            1,
+        )))
+        .await;
         // PUBACK and the PUBLISH come in either order.
         let mut got = None;
         let mut acked = false;
@@ -193,7 +223,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-async fn latency_of_others(addr: SocketAddr, tag: &str, clients: usize, rounds: usize) -> Vec<Duration> {
+async fn latency_of_others(
+    addr: SocketAddr,
+    tag: &str,
+    clients: usize,
+    rounds: usize,
+) -> Vec<Duration> {
     let tasks: Vec<_> = (0..clients)
         .map(|i| tokio::spawn(ping_loop(addr, format!("{tag}-{i}"), rounds)))
         .collect();
@@ -283,7 +318,10 @@ async fn a_rate_limited_flood_is_slowed_not_dropped_and_does_not_starve_others()
         "flood: {FLOOD} QoS 1 messages at max_message_rate {RATE}/s took {flood_time:?} ({:.0} msg/s)",
         f64::from(FLOOD) / flood_time.as_secs_f64()
     );
-    for (name, l) in [("before the flood", &baseline), ("during the flood", &during)] {
+    for (name, l) in [
+        ("before the flood", &baseline),
+        ("during the flood", &during),
+    ] {
         println!(
             "others' round trip {name}: p50 {:?}, p99 {:?}, max {:?} ({} messages)",
             percentile(l, 0.5),
@@ -294,7 +332,10 @@ async fn a_rate_limited_flood_is_slowed_not_dropped_and_does_not_starve_others()
     }
 
     // The limiter did the slowing: the flooder's reader was paused.
-    let sys = sys_until(others, |v| v.get("ratelimit/pauses").copied().unwrap_or(0) > 0).await;
+    let sys = sys_until(others, |v| {
+        v.get("ratelimit/pauses").copied().unwrap_or(0) > 0
+    })
+    .await;
     println!("$SYS/broker/load: {sys:?}");
     drop(flooder);
     broker.shutdown().await;
@@ -400,7 +441,11 @@ async fn memory_pressure_sheds_qos0_refuses_connects_keeps_qos1_and_recovers() {
         feed.pair(&mut publisher).await;
     }
     let (_, reason) = connack(addr, V4, "probe-v4").await;
-    assert_eq!(reason, ReasonCode::ServerUnavailable, "3.1.1 while overloaded");
+    assert_eq!(
+        reason,
+        ReasonCode::ServerUnavailable,
+        "3.1.1 while overloaded"
+    );
     let (_, reason) = connack(addr, V5, "probe-v5").await;
     assert_eq!(reason, ReasonCode::ServerBusy, "v5 while overloaded");
     // Connected clients carry on.
@@ -419,12 +464,20 @@ async fn memory_pressure_sheds_qos0_refuses_connects_keeps_qos1_and_recovers() {
             _ => got_qos1.push(n),
         }
     }
-    assert_eq!(got_qos1, acked_qos1, "every acknowledged QoS 1 message, in order");
-    assert!(got_qos0 < qos0_sent, "no QoS 0 message was shed ({got_qos0} of {qos0_sent})");
+    assert_eq!(
+        got_qos1, acked_qos1,
+        "every acknowledged QoS 1 message, in order"
+    );
+    assert!(
+        got_qos0 < qos0_sent,
+        "no QoS 0 message was shed ({got_qos0} of {qos0_sent})"
+    );
 
     // Pressure gone: the broker accepts connections again by itself.
     let _back = eventually_accepted(addr, "after").await;
-    publisher.publish("bulk/q0", b"end", QoS::AtMostOnce, false).await;
+    publisher
+        .publish("bulk/q0", b"end", QoS::AtMostOnce, false)
+        .await;
     let fast_got = fast_task.await.unwrap();
     println!(
         "shedding: {} QoS 1 acknowledged and all delivered; QoS 0 to the slow consumer {got_qos0} of {qos0_sent}, to the fast one {fast_got} of {qos0_sent}",

@@ -190,7 +190,10 @@ async fn identical_ids_and_topics_are_isolated_both_ways() {
         late.subscribe("#", QoS::AtLeastOnce).await;
         let retained = late.expect_publish().await;
         assert_eq!(retained.topic, "t/retained");
-        assert_eq!(&retained.payload[..], format!("{name}:t/retained").as_bytes());
+        assert_eq!(
+            &retained.payload[..],
+            format!("{name}:t/retained").as_bytes()
+        );
         assert!(retained.retain);
         // The only retained message there: the next one is a live marker.
         marker(addr, "t/marker").await;
@@ -210,7 +213,8 @@ async fn identical_ids_and_topics_are_isolated_both_ways() {
             "{listener}: {seen:?}"
         );
         assert!(
-            seen.iter().all(|(l, m, _)| l != listener || m == mountpoint),
+            seen.iter()
+                .all(|(l, m, _)| l != listener || m == mountpoint),
             "{seen:?}"
         );
     }
@@ -285,7 +289,10 @@ async fn wills_stay_in_their_tenant() {
         iter.next().unwrap(),
     );
     let will = b.expect_publish().await;
-    assert_eq!((will.topic.as_str(), &will.payload[..]), ("status/device", &b"gone"[..]));
+    assert_eq!(
+        (will.topic.as_str(), &will.payload[..]),
+        ("status/device", &b"gone"[..])
+    );
     for (addr, w) in [(t.plain, plain), (t.a, a)] {
         marker(addr, "status/marker").await;
         assert!(until_marker(w).await.is_empty());
@@ -300,7 +307,8 @@ async fn sys_is_only_in_the_default_namespace() {
     tenant.subscribe("$SYS/#", QoS::AtMostOnce).await;
     tenant.subscribe("t/#", QoS::AtLeastOnce).await;
     let mut admin = RawClient::connected(t.plain, V5, "admin").await;
-    admin.subscribe("$SYS/broker/clients/connected", QoS::AtMostOnce)
+    admin
+        .subscribe("$SYS/broker/clients/connected", QoS::AtMostOnce)
         .await;
     // Wait for two $SYS rounds on the default namespace.
     for _ in 0..2 {
@@ -313,7 +321,12 @@ async fn sys_is_only_in_the_default_namespace() {
     // Nor can a tenant fake the default namespace's $SYS.
     let mut faker = RawClient::connected(t.b, V5, "faker").await;
     faker
-        .publish("$SYS/broker/clients/connected", b"999", QoS::AtLeastOnce, true)
+        .publish(
+            "$SYS/broker/clients/connected",
+            b"999",
+            QoS::AtLeastOnce,
+            true,
+        )
         .await;
     let p = admin.expect_publish().await;
     assert_ne!(&p.payload[..], b"999");

@@ -507,7 +507,11 @@ mod tests {
         assert!(text.contains("overload.rss_low"), "{text}");
         // A misspelt key is refused while loading, naming the file and key.
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("o.toml"), "[overload]\nqueued_bytes_hi = 10\n").unwrap();
+        fs::write(
+            dir.path().join("o.toml"),
+            "[overload]\nqueued_bytes_hi = 10\n",
+        )
+        .unwrap();
         let text = load_dir(dir.path()).err().unwrap().to_string();
         assert!(
             text.contains("o.toml") && text.contains("overload.queued_bytes_hi"),

@@ -258,13 +258,15 @@ where
         let generation = self.broker.next_generation();
         let attached = lifecycle::attach(
             &self.broker,
-            key,
-            connect.clean_start,
-            session_expiry,
-            connect.protocol,
-            self.send_window(props.receive_maximum.unwrap_or(u16::MAX)),
-            self.listener.limits,
-            generation,
+            lifecycle::AttachRequest {
+                key,
+                clean_start: connect.clean_start,
+                expiry: session_expiry,
+                protocol: connect.protocol,
+                send_window: self.send_window(props.receive_maximum.unwrap_or(u16::MAX)),
+                limits: self.listener.limits,
+                generation,
+            },
         )
         .await;
 

@@ -26,8 +26,8 @@ use tracing::Instrument;
 use crate::config::ListenerConfig;
 use crate::metrics::Metrics;
 use crate::session::{Kick, QueueLimits, Session};
-use ratelimit::{RateLimit, RateSettings};
 use crate::state::BrokerState;
+use ratelimit::{RateLimit, RateSettings};
 
 /// Stop reading from a client whose unsent output has grown past this: it is
 /// not reading what we send (TCP back-pressure does the rest).
