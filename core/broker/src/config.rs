@@ -29,6 +29,8 @@ pub struct Config {
     pub acl: AclConfig,
     /// `[[bridges]]` tables; checked by the bridge crates once they exist.
     pub bridges: Vec<toml::Table>,
+    /// `[overload]`: load shedding watermarks.
+    pub overload: OverloadSettings,
 }
 
 impl Default for Config {
@@ -41,6 +43,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             acl: AclConfig::default(),
             bridges: Vec::new(),
+            overload: OverloadSettings::default(),
         }
     }
 }
@@ -60,6 +63,7 @@ impl fmt::Debug for Config {
             .field("auth", &self.auth)
             .field("acl", &self.acl)
             .field("bridges", &self.bridges.len())
+            .field("overload", &self.overload)
             .finish()
     }
 }
@@ -104,6 +108,18 @@ pub struct BrokerSettings {
     /// Interval of `$SYS/broker/...` updates; 0 disables them.
     #[serde(with = "humantime_serde")]
     pub sys_interval: Duration,
+    /// Most unacknowledged QoS 1/2 messages sent to one client at a time
+    /// (the outgoing inflight window); the client's own Receive Maximum
+    /// caps it further. 0 = only the client's Receive Maximum.
+    pub max_inflight_messages: u16,
+    /// Most PUBLISH packets per second a client may send; 0 = unlimited.
+    /// A client over its rate is not dropped: the broker stops reading its
+    /// socket until the rate is back within bounds (TCP back-pressure), after
+    /// allowing a burst of one second's worth.
+    pub max_message_rate: u32,
+    /// Most PUBLISH bytes (topic and payload) per second a client may send;
+    /// 0 = unlimited. Enforced like `max_message_rate`.
+    pub max_byte_rate: u64,
 }
 
 impl Default for BrokerSettings {
@@ -125,6 +141,9 @@ impl Default for BrokerSettings {
             shared_subscription_policy: SharedPolicy::RoundRobin,
             max_topic_levels: 128,
             sys_interval: Duration::from_secs(10),
+            max_inflight_messages: 0,
+            max_message_rate: 0,
+            max_byte_rate: 0,
         }
     }
 }
@@ -215,8 +234,20 @@ pub struct ListenerConfig {
     /// entry. Only for listeners that nothing but a trusted HTTP proxy can
     /// reach, since any client can send the header.
     pub ws_trust_forwarded_for: bool,
-    /// Most simultaneous connections on this listener; 0 = only the global cap.
+    /// Most simultaneous connections on this listener; 0 = only the global
+    /// cap (`[broker] max_connections`). Past either cap a new client gets
+    /// CONNACK 0x97 Quota exceeded (MQTT 3.1/3.1.1: 0x03 Server unavailable).
     pub max_connections: usize,
+    /// Overrides `[broker] max_message_rate` for this listener's clients.
+    pub max_message_rate: Option<u32>,
+    /// Overrides `[broker] max_byte_rate` for this listener's clients.
+    pub max_byte_rate: Option<u64>,
+    /// Overrides `[broker] max_inflight_messages` for this listener's clients.
+    pub max_inflight_messages: Option<u16>,
+    /// Overrides `[broker] max_online_messages` for this listener's sessions.
+    pub max_online_messages: Option<usize>,
+    /// Overrides `[broker] max_offline_messages` for this listener's sessions.
+    pub max_offline_messages: Option<usize>,
 }
 
 impl Default for ListenerConfig {
@@ -239,6 +270,11 @@ impl Default for ListenerConfig {
             ws_path: fogg_transport::DEFAULT_WS_PATH.to_owned(),
             ws_trust_forwarded_for: false,
             max_connections: 0,
+            max_message_rate: None,
+            max_byte_rate: None,
+            max_inflight_messages: None,
+            max_online_messages: None,
+            max_offline_messages: None,
         }
     }
 }
@@ -306,6 +342,97 @@ impl ListenerConfig {
         }
         if self.handshake_timeout.is_zero() {
             return Some(("handshake_timeout", "must be more than 0".to_owned()));
+        }
+        None
+    }
+}
+
+/// `[overload]`: when the broker sheds load, and when it stops.
+///
+/// Past a high watermark the broker is overloaded: new connections are
+/// refused (CONNACK 0x89 Server busy; MQTT 3.1/3.1.1: 0x03 Server
+/// unavailable) and QoS 0 messages for slow consumers (sessions with a
+/// backlog, or offline) are dropped. QoS 1/2 messages are never shed. Below
+/// the low watermark (of every measure that went past its high one) the
+/// broker is back to normal by itself. Every refusal and drop is counted
+/// under `$SYS/broker/load/`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverloadSettings {
+    /// Bytes of messages (topic and payload, counted per delivery) waiting
+    /// in memory in session queues and inflight windows above which the
+    /// broker sheds load; 0 = no limit.
+    pub queued_bytes_high: u64,
+    /// Below this many queued bytes the queue pressure is over. Must be
+    /// less than `queued_bytes_high`; 0 = half of it.
+    pub queued_bytes_low: u64,
+    /// Resident memory of the process (bytes) above which the broker sheds
+    /// load; 0 = no limit. Read every `check_interval` (Linux only).
+    pub rss_high: u64,
+    /// Below this resident memory the memory pressure is over. Must be less
+    /// than `rss_high`; 0 = 80% of it.
+    pub rss_low: u64,
+    /// How often the resident memory is read.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+}
+
+impl Default for OverloadSettings {
+    fn default() -> Self {
+        OverloadSettings {
+            queued_bytes_high: 0,
+            queued_bytes_low: 0,
+            rss_high: 0,
+            rss_low: 0,
+            check_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl OverloadSettings {
+    /// The low watermark in force for the queued bytes.
+    pub fn queued_low(&self) -> u64 {
+        if self.queued_bytes_low == 0 {
+            self.queued_bytes_high / 2
+        } else {
+            self.queued_bytes_low
+        }
+    }
+
+    /// The low watermark in force for the resident memory.
+    pub fn rss_low_in_force(&self) -> u64 {
+        if self.rss_low == 0 {
+            self.rss_high / 5 * 4
+        } else {
+            self.rss_low
+        }
+    }
+
+    /// Why these watermarks cannot work, as (key, reason).
+    pub fn invalid(&self) -> Option<(&'static str, String)> {
+        if self.queued_bytes_low > 0 && self.queued_bytes_low >= self.queued_bytes_high {
+            return Some((
+                "queued_bytes_low",
+                format!(
+                    "must be less than queued_bytes_high ({}), got {}",
+                    self.queued_bytes_high, self.queued_bytes_low
+                ),
+            ));
+        }
+        if self.rss_low > 0 && self.rss_low >= self.rss_high {
+            return Some((
+                "rss_low",
+                format!(
+                    "must be less than rss_high ({}), got {}",
+                    self.rss_high, self.rss_low
+                ),
+            ));
+        }
+        if self.rss_high > 0 && self.check_interval.is_zero() {
+            return Some((
+                "check_interval",
+                "must be more than 0 when rss_high is set".to_owned(),
+            ));
         }
         None
     }

@@ -17,6 +17,7 @@ mod lifecycle;
 mod listener;
 mod message;
 mod metrics;
+mod overload;
 mod retain;
 mod services;
 mod session;
@@ -67,6 +68,9 @@ pub enum StartError {
         #[source]
         source: fogg_transport::TransportError,
     },
+    /// `[overload]` watermarks that cannot work.
+    #[error("overload.{key}: {reason}")]
+    Overload { key: &'static str, reason: String },
     #[error("loading {what} from storage: {source}")]
     Storage {
         what: &'static str,
@@ -127,10 +131,15 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Bind every listener and start serving.
 pub async fn start(config: Config, services: Services) -> Result<RunningBroker, StartError> {
+    if let Some((key, reason)) = config.overload.invalid() {
+        return Err(StartError::Overload { key, reason });
+    }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let max_packet_size = config.broker.max_packet_size;
+    let overload = Arc::new(overload::Overload::new(&config.overload));
     let state = Arc::new(BrokerState::new(
         config.broker,
+        overload.clone(),
         Acl::new(config.acl.rules),
         config.auth.allow_anonymous,
         services,
@@ -175,11 +184,7 @@ pub async fn start(config: Config, services: Services) -> Result<RunningBroker, 
         addrs.push((lc.name.clone(), local));
         loops.push(AcceptLoop {
             listener,
-            info: Arc::new(ListenerInfo {
-                name: lc.name.clone(),
-                mountpoint: lc.mountpoint.clone(),
-                use_identity_as_username: lc.use_identity_as_username,
-            }),
+            info: Arc::new(ListenerInfo::new(lc, &state)),
             acceptor: acceptor.clone(),
             broker: state.clone(),
             global: global.clone(),
@@ -201,6 +206,7 @@ pub async fn start(config: Config, services: Services) -> Result<RunningBroker, 
     for accept in loops {
         tokio::spawn(accept.run());
     }
+    tokio::spawn(overload.watch_rss(shutdown_rx.clone()));
     tokio::spawn(sys::run(state.clone(), shutdown_rx));
     Ok(RunningBroker {
         addrs,

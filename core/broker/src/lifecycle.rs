@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::connection::Client;
 use crate::message::{Delivery, Message};
-use crate::session::{Attachment, Inflight, InflightStage, Kick, RESIDENT, Session};
+use crate::session::{Attachment, Inflight, InflightStage, Kick, QueueLimits, RESIDENT, Session};
 use crate::state::BrokerState;
 
 pub(crate) struct Attached {
@@ -23,17 +23,31 @@ pub(crate) struct Attached {
     pub kick: oneshot::Receiver<Kick>,
 }
 
+/// What a connection asks of its session when it attaches.
+pub(crate) struct AttachRequest {
+    pub key: SessionKey,
+    pub clean_start: bool,
+    pub expiry: u32,
+    pub protocol: ProtocolVersion,
+    /// The outgoing inflight window.
+    pub send_window: u16,
+    /// The queue limits of the listener the client connected through.
+    pub limits: QueueLimits,
+    pub generation: u64,
+}
+
 /// Attach a new connection to its session: resume the existing one (taking
 /// it over from a live connection if needed) or start a fresh one.
-pub(crate) async fn attach(
-    broker: &Arc<BrokerState>,
-    key: SessionKey,
-    clean_start: bool,
-    expiry: u32,
-    protocol: ProtocolVersion,
-    send_window: u16,
-    generation: u64,
-) -> Attached {
+pub(crate) async fn attach(broker: &Arc<BrokerState>, request: AttachRequest) -> Attached {
+    let AttachRequest {
+        key,
+        clean_start,
+        expiry,
+        protocol,
+        send_window,
+        limits,
+        generation,
+    } = request;
     let (kick_tx, kick_rx) = oneshot::channel();
     let attachment = Attachment {
         generation,
@@ -52,6 +66,7 @@ pub(crate) async fn attach(
                     state.protocol = protocol;
                     state.expiry_interval = expiry;
                     state.send_window = send_window;
+                    state.limits = limits;
                 }
                 existing.set_online(true);
                 (existing, true, None)
@@ -68,6 +83,7 @@ pub(crate) async fn attach(
                     state.attachment = Some(attachment);
                     state.generation = generation;
                     state.send_window = send_window;
+                    state.limits = limits;
                 }
                 session.set_online(true);
                 sessions.insert(key, session.clone());
@@ -407,6 +423,8 @@ pub(crate) async fn restore(broker: &Arc<BrokerState>) -> Result<(), crate::Star
             stored.protocol,
             stored.expiry_interval,
         ));
+        // The broker's limits until its client connects through a listener.
+        session.state.lock().limits = broker.queue_limits();
         session.mark_stored();
         for sub in &stored.subscriptions {
             if let Ok(parsed) = crate::topics::parse_filter(&sub.filter) {

@@ -132,6 +132,9 @@ pub(crate) struct Delivery {
     /// Its sequence number in the session's queue in the message store, for
     /// a QoS 1/2 delivery to a persistent session (removed when acknowledged).
     pub stored: Option<u64>,
+    /// Its bytes in the broker's count of queued bytes (load shedding),
+    /// released when the delivery leaves memory.
+    pub charge: Option<crate::overload::Charge>,
 }
 
 impl Delivery {
@@ -156,6 +159,7 @@ impl Delivery {
             subscription_ids,
             shared: None,
             stored: Some(seq),
+            charge: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! pushes into.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -14,6 +15,8 @@ use tokio::sync::{Notify, oneshot};
 use crate::config::QueueType;
 use crate::handover::Leftovers;
 use crate::message::Delivery;
+use crate::metrics::Metrics;
+use crate::overload::Overload;
 
 /// Why a connection is told to go away by someone else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +59,8 @@ pub(crate) struct Inflight {
     pub delivery: Delivery,
 }
 
-/// Limits applied when queueing.
+/// Limits applied when queueing: the broker's, or those of the listener
+/// the session's client last connected through.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct QueueLimits {
     pub max_online: usize,
@@ -65,12 +69,28 @@ pub(crate) struct QueueLimits {
     pub qos0_offline: bool,
 }
 
+impl Default for QueueLimits {
+    /// The defaults of `[broker]`.
+    fn default() -> Self {
+        let defaults = crate::config::BrokerSettings::default();
+        QueueLimits {
+            max_online: defaults.max_online_messages,
+            max_offline: defaults.max_offline_messages,
+            queue_type: defaults.queue_type,
+            qos0_offline: defaults.queue_qos0_offline,
+        }
+    }
+}
+
 /// What happened to a message offered to a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Enqueued {
     Queued,
     /// The queue was full (or QoS 0 for an offline session): counted and dropped.
     Dropped,
+    /// A QoS 0 message for a slow consumer while the broker is overloaded:
+    /// shed (counted in `Overload::shed_qos0`).
+    Shed,
 }
 
 pub(crate) struct SessionState {
@@ -106,7 +126,13 @@ pub(crate) struct SessionState {
     /// The highest store sequence number read into memory: spilled messages
     /// come after it.
     pub resident_seq: u64,
+    /// Queue limits in force for this session.
+    pub limits: QueueLimits,
 }
+
+/// Unacknowledged messages beyond which a consumer counts as slow (a
+/// consumer that keeps up has a few in flight at a time).
+pub(crate) const SLOW_INFLIGHT: usize = 32;
 
 /// Most stored messages a session keeps in memory; the rest wait on disk.
 pub(crate) const RESIDENT: usize = 1024;
@@ -151,6 +177,7 @@ impl Session {
                 forget: Vec::new(),
                 spilled: 0,
                 resident_seq: 0,
+                limits: QueueLimits::default(),
             }),
             wake: Notify::new(),
             end: Notify::new(),
@@ -176,13 +203,23 @@ impl Session {
     }
 
     /// Offer a message; wakes the connection when queued while online.
-    pub fn enqueue(&self, delivery: Delivery, limits: &QueueLimits) -> Enqueued {
+    /// While the broker is overloaded a QoS 0 message for a slow consumer
+    /// (offline, or with messages already waiting) is shed; QoS 1/2
+    /// messages never are.
+    pub fn enqueue(&self, mut delivery: Delivery, load: &Arc<Overload>) -> Enqueued {
         let online = self.is_online();
         let mut state = self.state.lock();
         if state.ended {
             // Its store entry, if any, went with the session (or goes now).
             state.forget.extend(delivery.stored);
             return Enqueued::Dropped;
+        }
+        let limits = state.limits;
+        if delivery.qos == QoS::AtMostOnce && load.is_overloaded() && state.is_slow(online) {
+            state.dropped += 1;
+            drop(state);
+            Metrics::add(&load.shed_qos0, 1);
+            return Enqueued::Shed;
         }
         let limit = if online {
             limits.max_online
@@ -207,6 +244,8 @@ impl Session {
             }
             return Enqueued::Queued;
         }
+        let message = &delivery.message;
+        delivery.charge = load.charge((message.topic.len() + message.payload.len()) as u64);
         if let Some(seq) = delivery.stored
             && state.spilled == 0
         {
@@ -240,6 +279,13 @@ impl Session {
 }
 
 impl SessionState {
+    /// Whether this session's consumer is not keeping up: offline, messages
+    /// waiting in its queue, or more than [`SLOW_INFLIGHT`] unacknowledged.
+    /// Under overload, QoS 0 messages for it are shed.
+    pub fn is_slow(&self, online: bool) -> bool {
+        !online || !self.queue.is_empty() || self.inflight.len() > SLOW_INFLIGHT
+    }
+
     /// The next free packet identifier, or None when all 65535 are in use.
     pub fn allocate_packet_id(&mut self) -> Option<u16> {
         if self.inflight_ids.len() >= usize::from(u16::MAX) {

@@ -16,6 +16,7 @@ use crate::config::BrokerSettings;
 use crate::handover::SessionFilters;
 use crate::message::{Delivery, Message, SharedOrigin};
 use crate::metrics::Metrics;
+use crate::overload::Overload;
 use crate::retain::RetainIndex;
 use crate::services::Services;
 use crate::session::{Enqueued, QueueLimits, Session};
@@ -30,6 +31,8 @@ pub(crate) struct BrokerState {
     pub topics: TopicIndex,
     pub retained: RetainIndex,
     pub metrics: Metrics,
+    /// Queued bytes, memory pressure and what was shed.
+    pub overload: Arc<Overload>,
     pub started: Instant,
     next_generation: AtomicU64,
     /// Flips to true when the broker shuts down.
@@ -39,6 +42,7 @@ pub(crate) struct BrokerState {
 impl BrokerState {
     pub fn new(
         settings: BrokerSettings,
+        overload: Arc<Overload>,
         acl: Acl,
         allow_anonymous: bool,
         services: Services,
@@ -53,6 +57,7 @@ impl BrokerState {
             topics: TopicIndex::default(),
             retained: RetainIndex::default(),
             metrics: Metrics::default(),
+            overload,
             started: Instant::now(),
             next_generation: AtomicU64::new(1),
             shutdown,
@@ -110,10 +115,9 @@ impl BrokerState {
     pub fn route_volatile(&self, mountpoint: &str, message: Arc<Message>) -> usize {
         debug_assert_eq!(message.qos, QoS::AtMostOnce);
         let planned = self.plan(mountpoint, &message);
-        let limits = self.queue_limits();
         let matched = planned.len();
         for (session, delivery) in planned {
-            if session.enqueue(delivery, &limits) != Enqueued::Queued {
+            if session.enqueue(delivery, &self.overload) != Enqueued::Queued {
                 Metrics::add(&self.metrics.publish_dropped, 1);
             }
         }
@@ -146,10 +150,9 @@ impl BrokerState {
             }
             to_store = rest;
         }
-        let limits = self.queue_limits();
         for (session, delivery) in planned {
             let stored = delivery.stored.is_some();
-            if session.enqueue(delivery, &limits) != Enqueued::Queued {
+            if session.enqueue(delivery, &self.overload) != Enqueued::Queued {
                 Metrics::add(&self.metrics.publish_dropped, 1);
                 if stored {
                     self.forget_delivered(&session).await;
@@ -301,6 +304,7 @@ fn merge_targets(message: &Arc<Message>, targets: &[Target]) -> Option<Delivery>
         subscription_ids: ids,
         shared,
         stored: None,
+        charge: None,
     })
 }
 

@@ -1,4 +1,6 @@
 //! The `$SYS/broker/...` tree, republished (retained) every `sys_interval`.
+//! It lives in the default mountpoint ("") only: tenants on a listener with
+//! a mountpoint cannot see it, nor anything about other tenants.
 
 use std::sync::Arc;
 
@@ -27,7 +29,8 @@ pub(crate) async fn run(broker: Arc<BrokerState>, mut shutdown: watch::Receiver<
 fn publish_all(broker: &BrokerState) {
     let m = &broker.metrics;
     let sessions = broker.sessions.lock().len();
-    let values: [(&str, String); 15] = [
+    let load = &broker.overload;
+    let values: [(&str, String); 22] = [
         ("version", format!("fogg {}", env!("CARGO_PKG_VERSION"))),
         ("uptime", format!("{} seconds", broker.uptime().as_secs())),
         (
@@ -69,6 +72,29 @@ fn publish_all(broker: &BrokerState) {
         (
             "retained messages/count",
             broker.retained.count().to_string(),
+        ),
+        // Load regulation and shedding (see `[overload]`).
+        (
+            "load/overloaded",
+            u8::from(load.is_overloaded()).to_string(),
+        ),
+        ("load/queued_bytes", load.queued_bytes().to_string()),
+        ("load/rss_bytes", load.rss_bytes().to_string()),
+        (
+            "load/shed/connections_refused",
+            Metrics::get(&load.refused).to_string(),
+        ),
+        (
+            "load/shed/qos0_dropped",
+            Metrics::get(&load.shed_qos0).to_string(),
+        ),
+        (
+            "load/refused/max_connections",
+            Metrics::get(&load.over_cap).to_string(),
+        ),
+        (
+            "load/ratelimit/pauses",
+            Metrics::get(&load.rate_pauses).to_string(),
         ),
     ];
     for (name, value) in values {

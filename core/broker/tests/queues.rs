@@ -334,7 +334,11 @@ async fn sys_topics_report_plausible_values() {
         num("retained messages/count") >= 15,
         "$SYS itself is retained"
     );
-    assert_eq!(values.len(), 15, "{values:?}");
+    // Load regulation and shedding (see tests/limits.rs for them at work).
+    assert_eq!(num("load/overloaded"), 0);
+    assert_eq!(num("load/shed/qos0_dropped"), 0);
+    assert_eq!(num("load/shed/connections_refused"), 0);
+    assert_eq!(values.len(), 22, "{values:?}");
 
     // `#` and `+/...` do not match `$` topics [MQTT-4.7.2-1]; `#` still gets
     // ordinary topics.

@@ -146,6 +146,7 @@ fn start_error(e: StartError, provenance: &Provenance) -> anyhow::Error {
                 .index(*index)
                 .field(source.config_key().unwrap_or("kind")),
         ),
+        StartError::Overload { key, .. } => Some(Key::of(&["overload", key])),
         _ => None,
     };
     match key {

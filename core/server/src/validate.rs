@@ -34,6 +34,9 @@ pub fn check(
         ));
     }
     check_broker(config, &err)?;
+    if let Some((key, reason)) = config.overload.invalid() {
+        return Err(err(Key::of(&["overload", key]), reason));
+    }
     check_listeners(config, &err)?;
     let kinds = check_backends(config, provenance, registry, &err)?;
     check_storage(config, registry, &kinds, &err)?;
@@ -488,6 +491,40 @@ mod tests {
             text.contains("listeners[0].mountpoint: must not contain"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn overload_watermarks_must_be_ordered() {
+        let text = check_files(&[(
+            "o.toml",
+            "[overload]\nqueued_bytes_high = 1000\nqueued_bytes_low = 1000\n",
+        )]);
+        assert!(
+            text.contains("o.toml") && text.contains("overload.queued_bytes_low: must be less"),
+            "{text}"
+        );
+        let text = check_files(&[("o.toml", "[overload]\nrss_high = 10\nrss_low = 20\n")]);
+        assert!(text.contains("overload.rss_low"), "{text}");
+        // A misspelt key is refused while loading, naming the file and key.
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("o.toml"),
+            "[overload]\nqueued_bytes_hi = 10\n",
+        )
+        .unwrap();
+        let text = load_dir(dir.path()).err().unwrap().to_string();
+        assert!(
+            text.contains("o.toml") && text.contains("overload.queued_bytes_hi"),
+            "{text}"
+        );
+        let ok = check_files(&[(
+            "o.toml",
+            "[broker]\nmax_message_rate = 100\nmax_byte_rate = 100000\nmax_inflight_messages = 10\n\
+             [overload]\nqueued_bytes_high = 1000\nrss_high = 1000000000\n\
+             [[listeners]]\nmax_message_rate = 5\nmax_byte_rate = 500\nmax_inflight_messages = 2\n\
+             max_online_messages = 10\nmax_offline_messages = 20\n",
+        )]);
+        assert_eq!(ok, "");
     }
 
     #[test]

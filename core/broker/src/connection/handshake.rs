@@ -68,10 +68,26 @@ where
             tracing::Span::current().record("client_id", connect.client_id.as_str());
         }
         if over_limit {
+            // 0x97: the client is over a configured quota (max_connections);
+            // 3.1/3.1.1 get 0x03 Server unavailable, their closest code.
             Metrics::add(&self.broker.metrics.connections_refused, 1);
+            Metrics::add(&self.broker.overload.over_cap, 1);
+            tracing::info!("CONNECT refused: max_connections reached");
             self.send_connack_error(refuse(
                 ReasonCode::QuotaExceeded,
                 "connection limit reached",
+            ));
+            return None;
+        }
+        if self.broker.overload.is_overloaded() {
+            // 0x89: the server as a whole is too busy right now (load
+            // shedding); 3.1/3.1.1 get 0x03 Server unavailable.
+            Metrics::add(&self.broker.metrics.connections_refused, 1);
+            Metrics::add(&self.broker.overload.refused, 1);
+            tracing::info!("CONNECT refused: broker overloaded");
+            self.send_connack_error(refuse(
+                ReasonCode::ServerBusy,
+                "server busy: overloaded, try again later",
             ));
             return None;
         }
@@ -242,12 +258,15 @@ where
         let generation = self.broker.next_generation();
         let attached = lifecycle::attach(
             &self.broker,
-            key,
-            connect.clean_start,
-            session_expiry,
-            connect.protocol,
-            props.receive_maximum.unwrap_or(u16::MAX),
-            generation,
+            lifecycle::AttachRequest {
+                key,
+                clean_start: connect.clean_start,
+                expiry: session_expiry,
+                protocol: connect.protocol,
+                send_window: self.send_window(props.receive_maximum.unwrap_or(u16::MAX)),
+                limits: self.listener.limits,
+                generation,
+            },
         )
         .await;
 
@@ -313,6 +332,15 @@ where
             publish_acl: HashMap::new(),
             acl: auth.acl,
         }))
+    }
+
+    /// The outgoing inflight window: the client's Receive Maximum, capped by
+    /// the listener's `max_inflight_messages`.
+    fn send_window(&self, receive_maximum: u16) -> u16 {
+        match self.listener.max_inflight {
+            0 => receive_maximum,
+            max => receive_maximum.min(max),
+        }
     }
 
     /// Enhanced authentication when CONNECT names a method, else the backend

@@ -178,6 +178,9 @@ where
 
     async fn on_publish(&mut self, client: &mut Client, mut publish: Publish) -> Option<Close> {
         Metrics::add(&self.broker.metrics.publish_received, 1);
+        if let Some(rate) = &mut self.rate {
+            rate.charge(publish.topic.len() + publish.payload.len());
+        }
         let v5 = self.version.is_v5();
 
         // Topic alias (MQTT 5, spec 3.3.2.3.4).
@@ -505,9 +508,8 @@ where
             properties: Properties::default(),
         }));
         // After the SUBACK, so it reaches the client first.
-        let limits = self.broker.queue_limits();
         for delivery in retained {
-            client.session.enqueue(delivery, &limits);
+            client.session.enqueue(delivery, &self.broker.overload);
         }
         if client.session_expiry > 0 {
             crate::lifecycle::persist(&self.broker, &client.session).await;
@@ -549,6 +551,7 @@ where
                     shared: None,
                     // Still retained if lost in a crash: not queued in the store.
                     stored: None,
+                    charge: None,
                 });
             }
         }

@@ -8,6 +8,7 @@
 mod handshake;
 mod inbound;
 mod outbound;
+mod ratelimit;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,9 +23,11 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::config::ListenerConfig;
 use crate::metrics::Metrics;
-use crate::session::{Kick, Session};
+use crate::session::{Kick, QueueLimits, Session};
 use crate::state::BrokerState;
+use ratelimit::{RateLimit, RateSettings};
 
 /// Stop reading from a client whose unsent output has grown past this: it is
 /// not reading what we send (TCP back-pressure does the rest).
@@ -45,6 +48,35 @@ pub(crate) struct ListenerInfo {
     pub mountpoint: String,
     /// The client certificate's identity replaces the CONNECT username.
     pub use_identity_as_username: bool,
+    /// Queue limits of this listener's sessions.
+    pub limits: QueueLimits,
+    /// Most unacknowledged QoS 1/2 messages sent to a client; 0 = its
+    /// Receive Maximum only.
+    pub max_inflight: u16,
+    /// Publish rate limit of this listener's clients.
+    pub rate: RateSettings,
+}
+
+impl ListenerInfo {
+    /// The listener's settings, falling back to `[broker]` for what it
+    /// does not override.
+    pub fn new(lc: &ListenerConfig, broker: &BrokerState) -> ListenerInfo {
+        let b = &broker.settings;
+        let mut limits = broker.queue_limits();
+        limits.max_online = lc.max_online_messages.unwrap_or(limits.max_online);
+        limits.max_offline = lc.max_offline_messages.unwrap_or(limits.max_offline);
+        ListenerInfo {
+            name: lc.name.clone(),
+            mountpoint: lc.mountpoint.clone(),
+            use_identity_as_username: lc.use_identity_as_username,
+            limits,
+            max_inflight: lc.max_inflight_messages.unwrap_or(b.max_inflight_messages),
+            rate: RateSettings {
+                messages: lc.max_message_rate.unwrap_or(b.max_message_rate),
+                bytes: lc.max_byte_rate.unwrap_or(b.max_byte_rate),
+            },
+        }
+    }
 }
 
 /// What the transport (PROXY header, TLS) established about a client.
@@ -120,6 +152,10 @@ pub(crate) struct Connection<S> {
     pub peer_max_packet_size: u32,
     /// Whether the last read brought more than a tiny packet (more is likely waiting).
     read_hot: bool,
+    /// The client's publish rate limit, if its listener has one.
+    pub rate: Option<RateLimit>,
+    /// Packets wait in `rbuf` because the rate limit paused their handling.
+    input_held: bool,
 }
 
 /// Serve one accepted connection until it ends.
@@ -134,6 +170,7 @@ pub(crate) async fn serve<S>(
 {
     let (reader, writer) = tokio::io::split(stream);
     let Accepted { peer, identity } = accepted;
+    let rate = RateLimit::new(listener.rate);
     let mut conn = Connection {
         broker,
         listener,
@@ -147,6 +184,8 @@ pub(crate) async fn serve<S>(
         last_read: Instant::now(),
         peer_max_packet_size: u32::MAX,
         read_hot: false,
+        rate,
+        input_held: false,
     };
     let span = tracing::info_span!("conn", peer = %peer, client_id = tracing::field::Empty);
     async move {
@@ -297,13 +336,41 @@ where
         let mut shutdown = self.broker.shutdown.clone();
         self.resume_inflight(&mut client);
         self.fill(&mut client).await;
+        let mut rate_paused = false;
         let close = loop {
-            let want_read = self.wbuf.len() < PAUSE_READ_AT;
+            // Over its publish rate the client is not read until it is back
+            // within it (TCP back-pressure slows it; nothing is dropped).
+            let rate_pause = self
+                .rate
+                .as_ref()
+                .and_then(|r| r.paused_until(Instant::now()));
+            match (rate_paused, rate_pause.is_some()) {
+                (false, true) => Metrics::add(&self.broker.overload.rate_pauses, 1),
+                // What the client sent meanwhile waited in the socket: the
+                // keep alive counts from the end of the pause.
+                (true, false) => self.last_read = Instant::now(),
+                _ => {}
+            }
+            rate_paused = rate_pause.is_some();
+            if rate_pause.is_none() && self.input_held {
+                // Packets left in the read buffer when the pause began.
+                self.input_held = false;
+                if let Some(close) = Box::pin(self.process_input(&mut client)).await {
+                    break close;
+                }
+                self.fill(&mut client).await;
+                continue;
+            }
+            let want_read = self.wbuf.len() < PAUSE_READ_AT && rate_pause.is_none();
             if want_read {
                 self.reserve_read();
             }
-            let keepalive_deadline = (!client.keep_alive.is_zero())
-                .then(|| self.last_read + client.keep_alive.mul_f32(1.5));
+            // Time spent paused by the broker does not count against the
+            // client's keep alive.
+            let keepalive_deadline = (!client.keep_alive.is_zero()).then(|| {
+                self.last_read.max(rate_pause.unwrap_or(self.last_read))
+                    + client.keep_alive.mul_f32(1.5)
+            });
             tokio::select! {
                 biased;
                 kick = &mut client.kick => {
@@ -345,6 +412,7 @@ where
                 _ = client.session.wake.notified(), if self.wbuf.len() < FILL_LIMIT => {
                     self.fill(&mut client).await;
                 }
+                _ = sleep_until_opt(rate_pause) => {}
                 _ = sleep_until_opt(keepalive_deadline) => {
                     break Close::Server(
                         ReasonCode::KeepAliveTimeout,
@@ -366,6 +434,16 @@ where
 
     async fn handle_buffered(&mut self, client: &mut Client) -> Option<Close> {
         loop {
+            // Over its publish rate: the rest waits in the buffer (and the
+            // socket) until the pause ends.
+            if self
+                .rate
+                .as_ref()
+                .is_some_and(|r| r.paused_until(Instant::now()).is_some())
+            {
+                self.input_held = !self.rbuf.is_empty();
+                return None;
+            }
             match fogg_codec::decode(
                 &mut self.rbuf,
                 self.version,

@@ -105,6 +105,16 @@ impl RawClient {
         }
     }
 
+    /// A client on a stream the test opened itself (say, with a tiny
+    /// receive buffer).
+    pub fn from_stream(stream: TcpStream, version: ProtocolVersion) -> RawClient {
+        RawClient {
+            stream,
+            version,
+            buf: BytesMut::new(),
+        }
+    }
+
     /// Open, send CONNECT, and return the client with the CONNACK.
     pub async fn connect(addr: SocketAddr, connect: Connect) -> (RawClient, ConnAck) {
         let mut client = RawClient::open(addr, connect.protocol).await;
