@@ -108,6 +108,7 @@ impl RunningBroker {
     /// Stop accepting, disconnect clients (MQTT 5: DISCONNECT 0x8B), persist
     /// what must outlive the process, and return.
     pub async fn shutdown(self) {
+        self.state.begin_stop();
         let _ = self.shutdown.send(true);
         self.tracker.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait())

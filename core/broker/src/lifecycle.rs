@@ -10,17 +10,15 @@ use fogg_api::{
     SessionKey, StoredSession, StoredSubscription, StoredWill,
 };
 use fogg_codec::{ProtocolVersion, QoS, Will};
-use tokio::sync::oneshot;
 
 use crate::connection::Client;
 use crate::message::{Delivery, Message};
-use crate::session::{Attachment, Inflight, InflightStage, Kick, QueueLimits, RESIDENT, Session};
+use crate::session::{Inflight, InflightStage, QueueLimits, RESIDENT, Session};
 use crate::state::BrokerState;
 
 pub(crate) struct Attached {
     pub session: Arc<Session>,
     pub session_present: bool,
-    pub kick: oneshot::Receiver<Kick>,
 }
 
 /// What a connection asks of its session when it attaches.
@@ -48,49 +46,44 @@ pub(crate) async fn attach(broker: &Arc<BrokerState>, request: AttachRequest) ->
         limits,
         generation,
     } = request;
-    let (kick_tx, kick_rx) = oneshot::channel();
-    let attachment = Attachment {
-        generation,
-        kick: kick_tx,
-    };
-    let (session, present, replaced) = {
+    let (session, present, replaced, kicked) = {
         let mut sessions = broker.sessions.lock();
         match sessions.get(&key).cloned() {
             Some(existing) if !clean_start => {
-                {
+                let kicked = {
                     let mut state = existing.state.lock();
-                    if let Some(old) = state.attachment.replace(attachment) {
-                        let _ = old.kick.send(Kick::TakenOver);
-                    }
+                    let kicked = existing.attach(generation).is_some();
                     state.generation = generation;
                     state.protocol = protocol;
                     state.expiry_interval = expiry;
                     state.send_window = send_window;
                     state.limits = limits;
-                }
+                    kicked
+                };
                 existing.set_online(true);
-                (existing, true, None)
+                let kicked = kicked.then(|| existing.clone());
+                (existing, true, None, kicked)
             }
             previous => {
-                if let Some(old) = &previous
-                    && let Some(old_conn) = old.state.lock().attachment.take()
-                {
-                    let _ = old_conn.kick.send(Kick::TakenOver);
-                }
+                let kicked = previous.clone().filter(|old| old.detach_any().is_some());
                 let session = Arc::new(Session::new(key.clone(), protocol, expiry));
                 {
                     let mut state = session.state.lock();
-                    state.attachment = Some(attachment);
+                    session.attach(generation);
                     state.generation = generation;
                     state.send_window = send_window;
                     state.limits = limits;
                 }
                 session.set_online(true);
                 sessions.insert(key, session.clone());
-                (session, false, previous)
+                (session, false, previous, kicked)
             }
         }
     };
+    // The connection that had the session notices it was taken over.
+    if let Some(old) = kicked {
+        old.kick_waiters();
+    }
     if let Some(old) = replaced {
         old.set_online(false);
         broker.end_session(&old).await;
@@ -101,7 +94,6 @@ pub(crate) async fn attach(broker: &Arc<BrokerState>, request: AttachRequest) ->
     Attached {
         session,
         session_present: present,
-        kick: kick_rx,
     }
 }
 
@@ -110,12 +102,8 @@ pub(crate) async fn detach(broker: &Arc<BrokerState>, client: Client, will_due: 
     let session = client.session.clone();
     let still_attached = {
         let mut state = session.state.lock();
-        let mine = state
-            .attachment
-            .as_ref()
-            .is_some_and(|a| a.generation == client.generation);
+        let mine = session.detach(client.generation);
         if mine {
-            state.attachment = None;
             state.expiry_interval = client.session_expiry;
         }
         mine
@@ -236,7 +224,7 @@ fn schedule_expiry(broker: Arc<BrokerState>, session: Arc<Session>, generation: 
         tokio::time::sleep(Duration::from_secs(u64::from(expiry))).await;
         let expired = {
             let state = session.state.lock();
-            !state.ended && state.generation == generation && state.attachment.is_none()
+            !state.ended && state.generation == generation && session.attached().is_none()
         };
         if expired {
             tracing::info!(client_id = %session.key.client_id, "session expired");
@@ -295,7 +283,7 @@ async fn persist_with_will(broker: &BrokerState, session: &Session, will: Option
             key: session.key.clone(),
             protocol: state.protocol,
             expiry_interval: state.expiry_interval,
-            disconnected_at: state.attachment.is_none().then(SystemTime::now),
+            disconnected_at: session.attached().is_none().then(SystemTime::now),
             subscriptions: state
                 .subscriptions
                 .iter()

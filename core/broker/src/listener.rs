@@ -82,31 +82,79 @@ impl AcceptLoop {
             // Over the cap we still read CONNECT, to answer it with a reason.
             let over_limit = self.global.over(self.broker.settings.max_connections)
                 || self.local.over(self.max_local);
-            let info = self.info.clone();
-            let broker = self.broker.clone();
-            let acceptor = self.acceptor.clone();
-            let mut shutdown = self.shutdown.clone();
-            self.tracker.spawn(async move {
-                // Boxed: a TLS / WebSocket / PROXY handshake's state is
-                // kilobytes, and inline it would stay in every idle
-                // connection's task after the handshake is over.
-                let accepted = tokio::select! {
-                    accepted = Box::pin(acceptor.accept(stream, peer)) => accepted,
-                    // A handshake in progress must not hold up shutdown.
-                    _ = shutdown.changed() => return,
-                };
-                match accepted {
-                    Ok((stream, meta)) => {
-                        if let Some(accepted) = admit(&info, meta) {
-                            connection::serve(stream, accepted, info, broker, over_limit).await;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::info!(listener = %info.name, peer = %peer, error = %e, "connection refused");
-                    }
-                }
-                drop(slot);
-            });
+            let task = serve_socket(
+                Box::new(Handshake {
+                    stream,
+                    peer,
+                    acceptor: self.acceptor.clone(),
+                    info: self.info.clone(),
+                    shutdown: self.shutdown.clone(),
+                }),
+                self.broker.clone(),
+                Limits { slot, over_limit },
+            );
+            self.tracker.spawn(task);
+        }
+    }
+}
+
+/// What a fresh socket needs for its transport handshake.
+pub(crate) struct Handshake {
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: Arc<Acceptor>,
+    info: Arc<ListenerInfo>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// The connection's place under the caps.
+pub(crate) struct Limits {
+    slot: Slot,
+    over_limit: bool,
+}
+
+/// One connection's task: the transport handshake, then MQTT. Everything an
+/// idle connection's task holds is in here, so it is kept lean: the
+/// handshake (its input boxed too, as an async fn keeps its arguments for
+/// its whole life) runs boxed and leaves only the stream and what `admit`
+/// keeps.
+pub(crate) async fn serve_socket(
+    handshake: Box<Handshake>,
+    broker: Arc<BrokerState>,
+    limits: Limits,
+) {
+    let Some((stream, accepted, info)) = Box::pin(transport_handshake(handshake)).await else {
+        return;
+    };
+    connection::serve(stream, accepted, info, broker, limits.over_limit).await;
+    drop(limits.slot);
+}
+
+/// PROXY header, TLS and WebSocket handshakes as the listener asks;
+/// `None` (logged) when the client does not get through.
+async fn transport_handshake(
+    handshake: Box<Handshake>,
+) -> Option<(fogg_transport::Stream, Accepted, Arc<ListenerInfo>)> {
+    let Handshake {
+        stream,
+        peer,
+        acceptor,
+        info,
+        mut shutdown,
+    } = *handshake;
+    let accepted = tokio::select! {
+        accepted = acceptor.accept(stream, peer) => accepted,
+        // A handshake in progress must not hold up shutdown.
+        _ = shutdown.changed() => return None,
+    };
+    match accepted {
+        Ok((stream, meta)) => {
+            let accepted = admit(&info, meta)?;
+            Some((stream, accepted, info))
+        }
+        Err(e) => {
+            tracing::info!(listener = %info.name, peer = %peer, error = %e, "connection refused");
+            None
         }
     }
 }
@@ -173,4 +221,23 @@ pub fn transport_settings(lc: &ListenerConfig, max_packet_size: u32) -> fogg_tra
 /// Bind a TCP listener.
 pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future_size<A, B, C, F: std::future::Future>(_: fn(A, B, C) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// The task of every idle connection is this future: keep it small
+    /// (`cargo test --release -p fogg-broker --lib task -- --nocapture`
+    /// prints the figure that counts).
+    #[test]
+    fn a_connection_task_stays_small() {
+        let size = future_size(serve_socket);
+        println!("connection task future: {size} bytes");
+        assert!(size <= 1024, "the connection task future is {size} bytes");
+    }
 }

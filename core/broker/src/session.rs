@@ -10,7 +10,7 @@ use std::time::Instant;
 use fogg_api::SessionKey;
 use fogg_codec::{ProtocolVersion, QoS, SubscriptionOptions};
 use parking_lot::Mutex;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
 use crate::config::QueueType;
 use crate::handover::Leftovers;
@@ -25,12 +25,6 @@ pub(crate) enum Kick {
     TakenOver,
     /// The broker is shutting down (MQTT 5: DISCONNECT 0x8B).
     ShuttingDown,
-}
-
-/// The connection currently attached to a session.
-pub(crate) struct Attachment {
-    pub generation: u64,
-    pub kick: oneshot::Sender<Kick>,
 }
 
 /// A subscription as the session remembers it (to restore the index and to
@@ -94,7 +88,6 @@ pub(crate) enum Enqueued {
 }
 
 pub(crate) struct SessionState {
-    pub attachment: Option<Attachment>,
     /// Generation of the last connection attached (0: never, e.g. restored).
     pub generation: u64,
     pub protocol: ProtocolVersion,
@@ -148,6 +141,10 @@ pub(crate) struct Session {
     /// goes out at the end of the session if that comes first.
     pub end: Notify,
     online: AtomicBool,
+    /// Generation of the connection attached to this session (0: none). A
+    /// connection that finds another generation here was taken over. Atomic
+    /// so the connection checks it on every turn of its loop without a lock.
+    attached: AtomicU64,
     /// Whether the session store may hold this session, so ending a clean
     /// session never costs a store round trip.
     stored: AtomicBool,
@@ -161,7 +158,6 @@ impl Session {
             id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
             key,
             state: Mutex::new(SessionState {
-                attachment: None,
                 generation: 0,
                 protocol,
                 queue: VecDeque::new(),
@@ -182,12 +178,48 @@ impl Session {
             wake: Notify::new(),
             end: Notify::new(),
             online: AtomicBool::new(false),
+            attached: AtomicU64::new(0),
             stored: AtomicBool::new(false),
         }
     }
 
     pub fn is_online(&self) -> bool {
         self.online.load(Ordering::Relaxed)
+    }
+
+    /// The generation of the attached connection, if any.
+    pub fn attached(&self) -> Option<u64> {
+        match self.attached.load(Ordering::Acquire) {
+            0 => None,
+            generation => Some(generation),
+        }
+    }
+
+    /// Attach connection `generation`; returns the one it replaces, which
+    /// the caller wakes ([`Session::kick_waiters`]) so it notices.
+    pub fn attach(&self, generation: u64) -> Option<u64> {
+        match self.attached.swap(generation, Ordering::AcqRel) {
+            0 => None,
+            old => Some(old),
+        }
+    }
+
+    /// Detach whatever connection is attached; returns its generation.
+    pub fn detach_any(&self) -> Option<u64> {
+        self.attach(0)
+    }
+
+    /// Detach connection `generation` if it is still the attached one.
+    pub fn detach(&self, generation: u64) -> bool {
+        self.attached
+            .compare_exchange(generation, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Wake every connection waiting on this session, so one that was
+    /// taken over (or the broker stopping) notices at once.
+    pub fn kick_waiters(&self) {
+        self.wake.notify_waiters();
     }
 
     pub fn set_online(&self, online: bool) {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use fogg_api::SessionKey;
@@ -37,6 +37,8 @@ pub(crate) struct BrokerState {
     next_generation: AtomicU64,
     /// Flips to true when the broker shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// The same, for connections to check on every turn without a lock.
+    stopping: AtomicBool,
 }
 
 impl BrokerState {
@@ -61,6 +63,20 @@ impl BrokerState {
             started: Instant::now(),
             next_generation: AtomicU64::new(1),
             shutdown,
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Tell every connected client's connection that the broker stops.
+    pub fn begin_stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
+        for session in sessions {
+            session.kick_waiters();
         }
     }
 

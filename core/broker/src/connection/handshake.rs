@@ -44,7 +44,7 @@ struct Authenticated {
 
 impl<S> Connection<S>
 where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     /// Read and answer CONNECT. `None` when the connection must close.
     pub(super) async fn handshake(&mut self, over_limit: bool) -> Option<Box<Client>> {
@@ -324,10 +324,8 @@ where
             } else {
                 0
             },
-            inbound_aliases: HashMap::new(),
-            outbound_aliases: HashMap::new(),
+            aliases: None,
             auth_method: auth.method,
-            kick: attached.kick,
             reauth: None,
             publish_acl: HashMap::new(),
             acl: auth.acl,

@@ -54,7 +54,7 @@ fn apply_modifiers(
 
 impl<S> Connection<S>
 where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     pub(super) async fn handle(&mut self, client: &mut Client, packet: Packet) -> Option<Close> {
         match packet {
@@ -193,7 +193,7 @@ where
                 );
             }
             if publish.topic.is_empty() {
-                match client.inbound_aliases.get(&alias) {
+                match client.aliases.as_ref().and_then(|a| a.inbound.get(&alias)) {
                     Some(topic) => publish.topic = topic.clone(),
                     None => {
                         return violation(
@@ -203,7 +203,11 @@ where
                     }
                 }
             } else {
-                client.inbound_aliases.insert(alias, publish.topic.clone());
+                client
+                    .aliases
+                    .get_or_insert_default()
+                    .inbound
+                    .insert(alias, publish.topic.clone());
             }
         }
         if publish.topic.is_empty() {

@@ -18,8 +18,10 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use fogg_api::{AclRules, ClientInfo, PublishDecision};
 use fogg_codec::{Connect, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode, Will};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::oneshot;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -36,7 +38,8 @@ const PAUSE_READ_AT: usize = 1024 * 1024;
 const FILL_LIMIT: usize = 64 * 1024;
 /// Buffers larger than this are released once empty, so idle connections stay small.
 const KEEP_BUFFER: usize = 16 * 1024;
-/// Read size for a quiet connection: idle clients hold only this much.
+/// Read size for a quiet connection, which reads through the stack and
+/// holds no read buffer while it waits.
 const COLD_READ: usize = 64;
 /// Read size once reads come back full: a busy client is drained in few syscalls.
 const HOT_READ: usize = 8 * 1024;
@@ -119,13 +122,10 @@ pub(crate) struct Client {
     pub max_packet_size: u32,
     /// The client's Topic Alias Maximum (aliases we may use towards it).
     pub client_alias_max: u16,
-    /// Aliases the client set up for its PUBLISHes.
-    pub inbound_aliases: HashMap<u16, String>,
-    /// Aliases we set up towards the client.
-    pub outbound_aliases: HashMap<String, u16>,
+    /// Topic aliases in use, both ways (most clients use none).
+    pub aliases: Option<Box<TopicAliases>>,
     /// Enhanced authentication method of this connection, if any.
     pub auth_method: Option<String>,
-    pub kick: oneshot::Receiver<Kick>,
     /// A re-authentication in progress.
     pub reauth: Option<Box<fogg_api::EnhancedAuthContext>>,
     /// ACL answers of the chain's authorizers for this connection, so a
@@ -136,14 +136,24 @@ pub(crate) struct Client {
     pub acl: Option<Arc<AclRules>>,
 }
 
+/// The topic aliases of an MQTT 5 connection, allocated on first use.
+#[derive(Default)]
+pub(crate) struct TopicAliases {
+    /// Aliases the client set up for its PUBLISHes.
+    pub inbound: HashMap<u16, String>,
+    /// Aliases we set up towards the client.
+    pub outbound: HashMap<String, u16>,
+}
+
 pub(crate) struct Connection<S> {
     pub broker: Arc<BrokerState>,
     pub listener: Arc<ListenerInfo>,
     pub peer: SocketAddr,
     /// The verified certificate identity that replaces the CONNECT username.
     pub identity: Option<String>,
-    reader: ReadHalf<S>,
-    writer: WriteHalf<S>,
+    /// Not split in two halves: one task does both directions, and a split
+    /// would cost every connection a shared, locked allocation.
+    stream: S,
     pub rbuf: BytesMut,
     pub wbuf: BytesMut,
     pub version: ProtocolVersion,
@@ -153,31 +163,32 @@ pub(crate) struct Connection<S> {
     /// Whether the last read brought more than a tiny packet (more is likely waiting).
     read_hot: bool,
     /// The client's publish rate limit, if its listener has one.
-    pub rate: Option<RateLimit>,
+    pub rate: Option<Box<RateLimit>>,
     /// Packets wait in `rbuf` because the rate limit paused their handling.
     input_held: bool,
 }
 
 /// Serve one accepted connection until it ends.
-pub(crate) async fn serve<S>(
+// Not an `async fn`: that would keep its arguments beside the connection
+// built from them for the connection's whole life.
+pub(crate) fn serve<S>(
     stream: S,
     accepted: Accepted,
     listener: Arc<ListenerInfo>,
     broker: Arc<BrokerState>,
     over_limit: bool,
-) where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+) -> impl std::future::Future<Output = ()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (reader, writer) = tokio::io::split(stream);
     let Accepted { peer, identity } = accepted;
-    let rate = RateLimit::new(listener.rate);
+    let rate = RateLimit::new(listener.rate).map(Box::new);
     let mut conn = Connection {
         broker,
         listener,
         peer,
         identity,
-        reader,
-        writer,
+        stream,
         rbuf: BytesMut::new(),
         wbuf: BytesMut::new(),
         version: ProtocolVersion::V3_1_1,
@@ -189,13 +200,15 @@ pub(crate) async fn serve<S>(
     };
     let span = tracing::info_span!("conn", peer = %peer, client_id = tracing::field::Empty);
     async move {
-        // Boxed: the handshake's state is large and only needed briefly;
-        // inline it would stay in every idle connection's task.
-        let mut shutdown = conn.broker.shutdown.clone();
-        let handshake = tokio::select! {
-            client = Box::pin(conn.handshake(over_limit)) => client,
-            // A connection that never finishes CONNECT must not hold up shutdown.
-            _ = shutdown.changed() => None,
+        let handshake = {
+            let mut shutdown = conn.broker.shutdown.clone();
+            // Boxed: the handshake's state is large and only needed briefly;
+            // inline it would stay in every idle connection's task.
+            tokio::select! {
+                client = Box::pin(conn.handshake(over_limit)) => client,
+                // A connection that never finishes CONNECT must not hold up shutdown.
+                _ = shutdown.changed() => None,
+            }
         };
         match handshake {
             Some(client) => conn.run(client).await,
@@ -205,12 +218,11 @@ pub(crate) async fn serve<S>(
         }
     }
     .instrument(span)
-    .await
 }
 
 impl<S> Connection<S>
 where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     /// `use_identity_as_username`: the verified certificate identity replaces
     /// whatever username CONNECT carried, before authentication and ACLs.
@@ -246,7 +258,7 @@ where
     async fn fill_read_buffer(&mut self) -> Result<bool, ReadError> {
         self.reserve_read();
         let n = self
-            .reader
+            .stream
             .read_buf(&mut self.rbuf)
             .await
             .map_err(ReadError::Io)?;
@@ -269,22 +281,27 @@ where
     /// Write out everything buffered.
     pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
         while !self.wbuf.is_empty() {
-            let n = self.writer.write(&self.wbuf).await?;
+            let n = self.stream.write(&self.wbuf).await?;
             if n == 0 {
                 return Err(std::io::ErrorKind::WriteZero.into());
             }
             self.wbuf.advance(n);
             Metrics::add(&self.broker.metrics.bytes_sent, n as u64);
         }
-        self.writer.flush().await?;
+        self.stream.flush().await?;
         self.release_buffers();
         Ok(())
     }
 
-    /// Offer a small read to a quiet connection and a large one to a busy one.
+    /// Offer a large read to a busy connection. A quiet one with nothing
+    /// buffered holds no read buffer at all: `poll_io` reads it through the
+    /// stack.
     fn reserve_read(&mut self) {
-        self.rbuf
-            .reserve(if self.read_hot { HOT_READ } else { COLD_READ });
+        if self.read_hot {
+            self.rbuf.reserve(HOT_READ);
+        } else if !self.rbuf.is_empty() {
+            self.rbuf.reserve(COLD_READ);
+        }
     }
 
     fn note_read(&mut self, n: usize) {
@@ -298,11 +315,7 @@ where
             self.wbuf = BytesMut::new();
         }
         // A quiet connection gives its read buffer back; a busy one keeps it.
-        let keep = if self.read_hot {
-            KEEP_BUFFER
-        } else {
-            COLD_READ
-        };
+        let keep = if self.read_hot { KEEP_BUFFER } else { 0 };
         if self.rbuf.is_empty() && self.rbuf.capacity() > keep {
             self.rbuf = BytesMut::new();
         }
@@ -333,11 +346,24 @@ where
     // side by side, and an inline Client would be stored twice in every
     // connection's task.
     async fn run(&mut self, mut client: Box<Client>) {
-        let mut shutdown = self.broker.shutdown.clone();
         self.resume_inflight(&mut client);
         self.fill(&mut client).await;
+        // CONNECT is handled: an idle client keeps no read buffer.
+        self.release_buffers();
+        let session = client.session.clone();
         let mut rate_paused = false;
         let close = loop {
+            // Registered before the checks below, so a takeover or shutdown
+            // that happens after them still wakes this connection.
+            let wake = session.wake.notified();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
+            if self.broker.is_stopping() {
+                break Close::Kicked(Kick::ShuttingDown);
+            }
+            if session.attached() != Some(client.generation) {
+                break Close::Kicked(Kick::TakenOver);
+            }
             // Over its publish rate the client is not read until it is back
             // within it (TCP back-pressure slows it; nothing is dropped).
             let rate_pause = self
@@ -371,53 +397,46 @@ where
                 self.last_read.max(rate_pause.unwrap_or(self.last_read))
                     + client.keep_alive.mul_f32(1.5)
             });
+            // One timer for both: the end of a rate pause comes first.
+            let deadline = rate_pause.or(keepalive_deadline);
             tokio::select! {
                 biased;
-                kick = &mut client.kick => {
-                    break Close::Kicked(kick.unwrap_or(Kick::TakenOver));
-                }
-                _ = shutdown.changed() => {
-                    break Close::Kicked(Kick::ShuttingDown);
-                }
-                res = self.writer.write(&self.wbuf), if !self.wbuf.is_empty() => {
-                    match res {
-                        Ok(0) | Err(_) => break Close::Lost,
-                        Ok(n) => {
-                            self.wbuf.advance(n);
-                            Metrics::add(&self.broker.metrics.bytes_sent, n as u64);
-                            if self.wbuf.is_empty() {
-                                self.release_buffers();
-                                self.fill(&mut client).await;
-                            }
-                        }
-                    }
-                }
-                res = self.reader.read_buf(&mut self.rbuf), if want_read => {
-                    match res {
-                        Ok(0) => break Close::Lost,
-                        Ok(n) => {
-                            self.note_read(n);
-                            if let Some(close) = Box::pin(self.process_input(&mut client)).await {
-                                break close;
-                            }
-                            self.fill(&mut client).await;
+                io = std::future::poll_fn(|cx| self.poll_io(cx, want_read)) => match io {
+                    Io::Wrote(n) => {
+                        self.wbuf.advance(n);
+                        Metrics::add(&self.broker.metrics.bytes_sent, n as u64);
+                        if self.wbuf.is_empty() {
                             self.release_buffers();
-                        }
-                        Err(e) => {
-                            tracing::debug!(error = %e, "read failed");
-                            break Close::Lost;
+                            self.fill(&mut client).await;
                         }
                     }
+                    Io::Read(n) => {
+                        self.note_read(n);
+                        if let Some(close) = Box::pin(self.process_input(&mut client)).await {
+                            break close;
+                        }
+                        self.fill(&mut client).await;
+                        self.release_buffers();
+                    }
+                    Io::Closed => break Close::Lost,
+                    Io::Failed(e) => {
+                        tracing::debug!(error = %e, "socket failed");
+                        break Close::Lost;
+                    }
+                },
+                // Also a takeover or shutdown: the checks above see it.
+                _ = &mut wake => {
+                    if self.wbuf.len() < FILL_LIMIT {
+                        self.fill(&mut client).await;
+                    }
                 }
-                _ = client.session.wake.notified(), if self.wbuf.len() < FILL_LIMIT => {
-                    self.fill(&mut client).await;
-                }
-                _ = sleep_until_opt(rate_pause) => {}
-                _ = sleep_until_opt(keepalive_deadline) => {
-                    break Close::Server(
-                        ReasonCode::KeepAliveTimeout,
-                        "[MQTT-3.1.2-22] no packet within 1.5 times the keep alive".to_owned(),
-                    );
+                _ = sleep_until_opt(deadline) => {
+                    if keepalive_deadline.is_some_and(|at| at <= Instant::now()) {
+                        break Close::Server(
+                            ReasonCode::KeepAliveTimeout,
+                            "[MQTT-3.1.2-22] no packet within 1.5 times the keep alive".to_owned(),
+                        );
+                    }
                 }
             }
         };
@@ -493,9 +512,60 @@ where
             Close::Normal | Close::NormalWithWill => tracing::debug!("client disconnected"),
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
-        let _ = self.writer.shutdown().await;
+        let _ = self.stream.shutdown().await;
         Metrics::sub(&self.broker.metrics.clients_connected, 1);
         crate::lifecycle::detach(&self.broker, *client, publish_will).await;
+    }
+}
+
+/// What one turn of the socket brought.
+enum Io {
+    Wrote(usize),
+    Read(usize),
+    /// End of stream, or a write that took nothing.
+    Closed,
+    Failed(std::io::Error),
+}
+
+impl<S> Connection<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    /// Write what is buffered, else read when `want_read`: both directions
+    /// of the one stream in one future.
+    fn poll_io(&mut self, cx: &mut Context<'_>, want_read: bool) -> Poll<Io> {
+        if !self.wbuf.is_empty() {
+            match Pin::new(&mut self.stream).poll_write(cx, &self.wbuf) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Io::Closed),
+                Poll::Ready(Ok(n)) => return Poll::Ready(Io::Wrote(n)),
+                Poll::Ready(Err(e)) => return Poll::Ready(Io::Failed(e)),
+                Poll::Pending => {}
+            }
+        }
+        if want_read && self.rbuf.capacity() == 0 {
+            // Waiting with an allocated buffer would cost every idle
+            // connection; read a quiet one's next bytes through the stack.
+            let mut stack = [0u8; COLD_READ];
+            let mut buf = ReadBuf::new(&mut stack);
+            return match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(Io::Closed),
+                Poll::Ready(Ok(())) => {
+                    self.rbuf.extend_from_slice(buf.filled());
+                    Poll::Ready(Io::Read(buf.filled().len()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Io::Failed(e)),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        if want_read {
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Io::Closed),
+                Poll::Ready(Ok(n)) => return Poll::Ready(Io::Read(n)),
+                Poll::Ready(Err(e)) => return Poll::Ready(Io::Failed(e)),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
     }
 }
 
@@ -523,20 +593,28 @@ mod tests {
         std::mem::size_of::<F>()
     }
 
+    fn run_size<A, B, F: std::future::Future>(_: fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
     /// Every idle connection holds its task's future: keep it small.
     #[test]
     fn a_connection_task_stays_small() {
         let size = future_size(serve::<tokio::net::TcpStream>);
         println!(
-            "connection future: {size} bytes; Connection {} bytes; Client {} bytes; Session {} bytes",
+            "connection future: {size} bytes; Connection {}; Client {}; Session {}; Message {}; Delivery {}",
             std::mem::size_of::<Connection<tokio::net::TcpStream>>(),
             std::mem::size_of::<Client>(),
-            std::mem::size_of::<Session>()
+            std::mem::size_of::<Session>(),
+            std::mem::size_of::<crate::message::Message>(),
+            std::mem::size_of::<crate::message::Delivery>(),
         );
         println!(
-            "Message {} Properties {}",
-            std::mem::size_of::<crate::message::Message>(),
-            std::mem::size_of::<fogg_codec::Properties>()
+            "run {}; Sleep {}; Notified {}; sleep_until_opt {}",
+            run_size(Connection::<tokio::net::TcpStream>::run),
+            std::mem::size_of::<tokio::time::Sleep>(),
+            std::mem::size_of::<tokio::sync::futures::Notified<'static>>(),
+            std::mem::size_of_val(&sleep_until_opt(None)),
         );
         assert!(size <= 1024, "the connection future is {size} bytes");
     }

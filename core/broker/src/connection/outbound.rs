@@ -23,7 +23,7 @@ pub(super) enum Pause {
 
 impl<S> Connection<S>
 where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     /// After (re)connecting, resend everything unacknowledged, with DUP set
     /// on PUBLISHes [MQTT-4.4.0-1].
@@ -211,13 +211,14 @@ where
             Properties::default()
         };
         // An alias already known to the client replaces the topic (no copy of it).
+        let outbound = client.aliases.as_ref().map(|a| &a.outbound);
         let known_alias = v5
-            .then(|| client.outbound_aliases.get(&message.topic).copied())
+            .then(|| outbound.and_then(|o| o.get(&message.topic)).copied())
             .flatten();
-        let new_alias = (v5
-            && known_alias.is_none()
-            && client.outbound_aliases.len() < usize::from(client.client_alias_max))
-        .then(|| (client.outbound_aliases.len() + 1) as u16);
+        let used = outbound.map_or(0, |o| o.len());
+        let new_alias =
+            (v5 && known_alias.is_none() && used < usize::from(client.client_alias_max))
+                .then(|| (used + 1) as u16);
         properties.topic_alias = known_alias.or(new_alias);
         let packet = Packet::Publish(Publish {
             dup,
@@ -237,7 +238,11 @@ where
             return false;
         }
         if let Some(alias) = new_alias {
-            client.outbound_aliases.insert(message.topic.clone(), alias);
+            client
+                .aliases
+                .get_or_insert_default()
+                .outbound
+                .insert(message.topic.clone(), alias);
         }
         self.send(&packet);
         Metrics::add(&self.broker.metrics.publish_sent, 1);
