@@ -284,7 +284,7 @@ fn redis_in_front_of_redis() {
     );
     // The entries are digests under the prefix: no identity, no password.
     let keys = redis_cmd(&cache, &["KEYS", "*"]);
-    assert!(keys.contains("fogg-cache:fogg:auth:v1:"), "{keys}");
+    assert!(keys.contains("fogg-cache:fogg:auth:v2:"), "{keys}");
     assert!(
         !keys.contains("alice") && !keys.contains("secret"),
         "{keys}"
