@@ -128,6 +128,9 @@ pub(crate) struct SessionState {
     pub resident_seq: u64,
     /// Queue limits in force for this session.
     pub limits: QueueLimits,
+    /// The username of the connection attached last (`invalidate_acl` by
+    /// username).
+    pub username: Option<String>,
 }
 
 /// Unacknowledged messages beyond which a consumer counts as slow (a
@@ -148,6 +151,8 @@ pub(crate) struct Session {
     /// goes out at the end of the session if that comes first.
     pub end: Notify,
     online: AtomicBool,
+    /// Bumped to invalidate the ACL answers of the attached connection.
+    pub acl_epoch: AtomicU64,
     /// Whether the session store may hold this session, so ending a clean
     /// session never costs a store round trip.
     stored: AtomicBool,
@@ -178,10 +183,12 @@ impl Session {
                 spilled: 0,
                 resident_seq: 0,
                 limits: QueueLimits::default(),
+                username: None,
             }),
             wake: Notify::new(),
             end: Notify::new(),
             online: AtomicBool::new(false),
+            acl_epoch: AtomicU64::new(0),
             stored: AtomicBool::new(false),
         }
     }

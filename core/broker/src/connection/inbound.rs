@@ -58,7 +58,13 @@ where
 {
     pub(super) async fn handle(&mut self, client: &mut Client, packet: Packet) -> Option<Close> {
         match packet {
-            Packet::Publish(publish) => self.on_publish(client, publish).await,
+            Packet::Publish(publish) => {
+                // Stale ACL answers are fetched again first (see `authz`).
+                if let Some(close) = super::authz::refresh(&self.broker, client).await {
+                    return Some(close);
+                }
+                self.on_publish(client, publish).await
+            }
             Packet::PubAck(ack) => {
                 let mut state = client.session.state.lock();
                 if !state.complete(ack.packet_id, InflightStage::Qos1Sent) {
@@ -131,7 +137,12 @@ where
                 self.send(&Packet::PubComp(comp));
                 None
             }
-            Packet::Subscribe(subscribe) => self.on_subscribe(client, subscribe).await,
+            Packet::Subscribe(subscribe) => {
+                if let Some(close) = super::authz::refresh(&self.broker, client).await {
+                    return Some(close);
+                }
+                self.on_subscribe(client, subscribe).await
+            }
             Packet::Unsubscribe(unsubscribe) => {
                 self.on_unsubscribe(client, unsubscribe).await;
                 None
