@@ -60,7 +60,7 @@ where
         match packet {
             Packet::Publish(publish) => {
                 // Stale ACL answers are fetched again first (see `authz`).
-                if let Some(close) = super::authz::refresh(&self.broker, client).await {
+                if let Some(close) = self.refresh_acl(client).await {
                     return Some(close);
                 }
                 self.on_publish(client, publish).await
@@ -138,7 +138,7 @@ where
                 None
             }
             Packet::Subscribe(subscribe) => {
-                if let Some(close) = super::authz::refresh(&self.broker, client).await {
+                if let Some(close) = self.refresh_acl(client).await {
                     return Some(close);
                 }
                 self.on_subscribe(client, subscribe).await
@@ -365,6 +365,16 @@ where
                 }
             }
         }
+    }
+
+    /// Fetch stale ACL answers again (see `authz`) before a PUBLISH or
+    /// SUBSCRIBE is checked.
+    async fn refresh_acl(&mut self, client: &mut Client) -> Option<Close> {
+        if !super::authz::stale(&self.broker, client) {
+            return None;
+        }
+        // Boxed: rare, and inline it would grow every connection's task.
+        Box::pin(super::authz::refresh(&self.broker, client)).await
     }
 
     /// The ACL's answer for a PUBLISH. Answers of the chain's authorizers are
