@@ -12,9 +12,8 @@ use bytes::Bytes;
 use crate::{
     AuthCache, AuthDecision, AuthStep, Authenticator, Authorizer, BackendError, ClientInfo,
     ConnectInfo, DeliveryState, EnhancedAuthContext, EnhancedAuthenticator, InvalidateScope,
-    MessageStore,
-    PublishDecision, PublishRequest, RetainStore, SessionKey, SessionStore, StoredMessage,
-    StoredSession, SubscribeDecision, SubscribeRequest,
+    MessageStore, PublishDecision, PublishRequest, RetainStore, SessionKey, SessionStore,
+    StoredMessage, StoredSession, SubscribeDecision, SubscribeRequest,
 };
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

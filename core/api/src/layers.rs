@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use crate::dynamic::{DynAuthCache, DynAuthenticator, DynAuthorizer};
 use crate::{
     AclRules, AuthDecision, Authenticator, Authorizer, BackendError, ClientInfo, ConnectInfo,
-    ErrorKind, Grant, InvalidateScope, PublishDecision, PublishRequest, SubscribeDecision, SubscribeRequest,
+    ErrorKind, Grant, InvalidateScope, PublishDecision, PublishRequest, SubscribeDecision,
+    SubscribeRequest,
 };
 
 /// A deadline per attempt and retries for errors marked retryable.

@@ -26,8 +26,8 @@ mod sys;
 mod topics;
 
 pub use config::Config;
-pub use listener::transport_settings;
 pub use fogg_api::InvalidateScope;
+pub use listener::transport_settings;
 pub use services::{ChainLink, OnError, Services};
 
 use std::net::SocketAddr;

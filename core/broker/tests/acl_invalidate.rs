@@ -248,7 +248,11 @@ async fn rules_from_connect_are_fetched_again_after_invalidation() {
     db.set(Row::Rules(rules("b/#")));
     let asked = db.asked.load(Ordering::SeqCst);
     publish_expect(&mut client, &mut watcher, "a/1", true).await;
-    assert_eq!(db.asked.load(Ordering::SeqCst), asked, "no database on PUBLISH");
+    assert_eq!(
+        db.asked.load(Ordering::SeqCst),
+        asked,
+        "no database on PUBLISH"
+    );
 
     // Both connections of `ruled` are affected (the watcher too).
     assert_eq!(

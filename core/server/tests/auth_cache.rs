@@ -236,7 +236,10 @@ fn sighup_empties_the_shared_memcached_cache_for_every_broker() {
     // A TTL far longer than the test: only the invalidation can end a hit.
     let one = fogg(&db, &cache, "1h");
     let two = fogg(&db, &cache, "1h");
-    assert_eq!(connect(one.addr(), V5, "dev", "secret-a"), ReasonCode::Success);
+    assert_eq!(
+        connect(one.addr(), V5, "dev", "secret-a"),
+        ReasonCode::Success
+    );
     servers.stop(&mut db);
     for fogg in [&one, &two] {
         assert_eq!(

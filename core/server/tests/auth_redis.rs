@@ -283,11 +283,18 @@ fn sighup_applies_a_changed_acl_to_connected_clients() {
     let mut alice = login(addr, V5, "hup-alice", "alice", "secret-a");
     let mut bob = login(addr, V5, "hup-bob", "bob", "secret-b");
     let published = |client: &mut support::RawClient, watch: &mut support::RawClient, topic| {
-        assert_eq!(publish(client, 1, topic, "m"), ReasonCode::Success, "{topic}");
+        assert_eq!(
+            publish(client, 1, topic, "m"),
+            ReasonCode::Success,
+            "{topic}"
+        );
         assert_eq!(receive(watch).0, topic);
     };
     published(&mut alice, &mut watch, "shared/a");
-    assert_eq!(publish(&mut bob, 1, "bob/own", "m"), ReasonCode::NotAuthorized);
+    assert_eq!(
+        publish(&mut bob, 1, "bob/own", "m"),
+        ReasonCode::NotAuthorized
+    );
 
     // alice loses `shared/#`, bob gains `bob/#`, in Redis.
     let row = |publish: &str, subscribe: &str, password: &str| {
@@ -316,7 +323,10 @@ fn sighup_applies_a_changed_acl_to_connected_clients() {
     ]);
     // Connected clients keep the rules of their CONNECT...
     published(&mut alice, &mut watch, "shared/b");
-    assert_eq!(publish(&mut bob, 2, "bob/own", "m"), ReasonCode::NotAuthorized);
+    assert_eq!(
+        publish(&mut bob, 2, "bob/own", "m"),
+        ReasonCode::NotAuthorized
+    );
 
     // ... until SIGHUP (handled asynchronously: poll).
     fogg.signal("HUP");

@@ -61,9 +61,7 @@ impl AclStamp {
             session_epoch,
             credentials: credentials.map(|mut info| {
                 // A copy: the original may share the whole read buffer.
-                info.password = info
-                    .password
-                    .map(|p| bytes::Bytes::copy_from_slice(&p));
+                info.password = info.password.map(|p| bytes::Bytes::copy_from_slice(&p));
                 Box::new(info)
             }),
             retry_at: None,
@@ -143,7 +141,11 @@ pub(crate) async fn refresh(broker: &BrokerState, client: &mut Client) -> Option
     let stamp = &mut client.acl_stamp;
     let invalidated = stamp.broker_epoch != broker_epoch || stamp.session_epoch != session_epoch;
     let now = Instant::now();
-    let why = if invalidated { "invalidated" } else { "expired" };
+    let why = if invalidated {
+        "invalidated"
+    } else {
+        "expired"
+    };
     client.publish_acl.clear();
     let fresh = |stamp: &mut AclStamp| {
         stamp.loaded = now;

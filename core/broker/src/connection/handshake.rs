@@ -7,9 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use std::sync::Arc;
 
-use fogg_api::{
-    AclRules, AuthStep, ClientInfo, ConnectInfo, EnhancedAuthContext, SessionKey,
-};
+use fogg_api::{AclRules, AuthStep, ClientInfo, ConnectInfo, EnhancedAuthContext, SessionKey};
 use fogg_codec::{
     Auth, ConnAck, Connect, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode, topic,
 };
