@@ -358,6 +358,18 @@ mod tests {
         }
     }
 
+    /// The layer over `inner` with a fresh map cache and a 60 s TTL.
+    fn cached(inner: Arc<Counting>, cache_denials: bool) -> CachedAuthenticator {
+        CachedAuthenticator::new(
+            inner,
+            "db",
+            Arc::new(MapCache::default()),
+            "mc",
+            Duration::from_secs(60),
+            cache_denials,
+        )
+    }
+
     fn info(password: &str) -> ConnectInfo {
         ConnectInfo {
             client_id: "c".to_owned(),
@@ -430,15 +442,7 @@ mod tests {
             answer: Some(AuthDecision::allow_with(acl.clone())),
             ..Counting::default()
         });
-        let cache = Arc::new(MapCache::default());
-        let layer = CachedAuthenticator::new(
-            inner.clone(),
-            "db",
-            cache,
-            "mc",
-            Duration::from_secs(60),
-            false,
-        );
+        let layer = cached(inner.clone(), false);
         for _ in 0..3 {
             let answer = Authenticator::authenticate(&layer, &info("right"))
                 .await
@@ -460,14 +464,7 @@ mod tests {
     async fn denials_are_cached_only_when_asked() {
         for (cache_denials, calls) in [(false, 2), (true, 1)] {
             let inner = Arc::new(Counting::default());
-            let layer = CachedAuthenticator::new(
-                inner.clone(),
-                "db",
-                Arc::new(MapCache::default()),
-                "mc",
-                Duration::from_secs(60),
-                cache_denials,
-            );
+            let layer = cached(inner.clone(), cache_denials);
             for _ in 0..2 {
                 assert_eq!(
                     Authenticator::authenticate(&layer, &info("x"))
@@ -486,14 +483,7 @@ mod tests {
             answer: Some(AuthDecision::allow()),
             ..Counting::default()
         });
-        let layer = CachedAuthenticator::new(
-            inner.clone(),
-            "db",
-            Arc::new(MapCache::default()),
-            "mc",
-            Duration::from_secs(60),
-            false,
-        );
+        let layer = cached(inner.clone(), false);
         let calls = || inner.calls.load(Ordering::SeqCst);
         async fn connect(layer: &CachedAuthenticator) {
             Authenticator::authenticate(layer, &info("p"))
