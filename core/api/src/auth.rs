@@ -82,6 +82,48 @@ pub trait Authenticator: Send + Sync + 'static {
         &self,
         info: &ConnectInfo,
     ) -> impl Future<Output = Result<AuthDecision, BackendError>> + Send;
+
+    /// Forget the answers this backend (or a layer around it, such as the
+    /// shared `[auth] cache`) keeps for `scope`, so the next
+    /// [`authenticate`](Authenticator::authenticate) asks the source again.
+    /// Best effort: a failure is logged by the implementation, never
+    /// returned. The default keeps nothing, so has nothing to forget.
+    fn invalidate(&self, scope: &InvalidateScope) -> impl Future<Output = ()> + Send {
+        let _ = scope;
+        std::future::ready(())
+    }
+}
+
+/// Which cached authentication and authorization answers to drop (the
+/// broker's `invalidate_acl`, SIGHUP, the admin API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvalidateScope {
+    /// Every answer, of every client.
+    All,
+    /// The answers of one client id on one mountpoint.
+    Client {
+        mountpoint: String,
+        client_id: String,
+    },
+    /// The answers of every client connected with this username.
+    Username(String),
+}
+
+impl std::fmt::Display for InvalidateScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InvalidateScope::All => f.write_str("all clients"),
+            InvalidateScope::Client {
+                mountpoint,
+                client_id,
+            } if mountpoint.is_empty() => write!(f, "client `{client_id}`"),
+            InvalidateScope::Client {
+                mountpoint,
+                client_id,
+            } => write!(f, "client `{client_id}` on mountpoint `{mountpoint}`"),
+            InvalidateScope::Username(user) => write!(f, "username `{user}`"),
+        }
+    }
 }
 
 /// The identity of an established session, for ACL checks.

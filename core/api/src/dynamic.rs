@@ -11,9 +11,9 @@ use bytes::Bytes;
 
 use crate::{
     AuthCache, AuthDecision, AuthStep, Authenticator, Authorizer, BackendError, ClientInfo,
-    ConnectInfo, DeliveryState, EnhancedAuthContext, EnhancedAuthenticator, MessageStore,
-    PublishDecision, PublishRequest, RetainStore, SessionKey, SessionStore, StoredMessage,
-    StoredSession, SubscribeDecision, SubscribeRequest,
+    ConnectInfo, DeliveryState, EnhancedAuthContext, EnhancedAuthenticator, InvalidateScope,
+    MessageStore, PublishDecision, PublishRequest, RetainStore, SessionKey, SessionStore,
+    StoredMessage, StoredSession, SubscribeDecision, SubscribeRequest,
 };
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -21,11 +21,15 @@ type Res<T> = Result<T, BackendError>;
 
 pub trait DynAuthenticator: Send + Sync {
     fn authenticate<'a>(&'a self, info: &'a ConnectInfo) -> BoxFuture<'a, Res<AuthDecision>>;
+    fn invalidate<'a>(&'a self, scope: &'a InvalidateScope) -> BoxFuture<'a, ()>;
 }
 
 impl<T: Authenticator> DynAuthenticator for T {
     fn authenticate<'a>(&'a self, info: &'a ConnectInfo) -> BoxFuture<'a, Res<AuthDecision>> {
         Box::pin(Authenticator::authenticate(self, info))
+    }
+    fn invalidate<'a>(&'a self, scope: &'a InvalidateScope) -> BoxFuture<'a, ()> {
+        Box::pin(Authenticator::invalidate(self, scope))
     }
 }
 

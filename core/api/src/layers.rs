@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,7 +15,8 @@ use sha2::{Digest, Sha256};
 use crate::dynamic::{DynAuthCache, DynAuthenticator, DynAuthorizer};
 use crate::{
     AclRules, AuthDecision, Authenticator, Authorizer, BackendError, ClientInfo, ConnectInfo,
-    ErrorKind, Grant, PublishDecision, PublishRequest, SubscribeDecision, SubscribeRequest,
+    ErrorKind, Grant, InvalidateScope, PublishDecision, PublishRequest, SubscribeDecision,
+    SubscribeRequest,
 };
 
 /// A deadline per attempt and retries for errors marked retryable.
@@ -71,6 +73,10 @@ impl Authenticator for Resilient<dyn DynAuthenticator> {
         self.call("authenticate", || self.inner.authenticate(info))
             .await
     }
+
+    async fn invalidate(&self, scope: &InvalidateScope) {
+        self.inner.invalidate(scope).await;
+    }
 }
 
 impl Authorizer for Resilient<dyn DynAuthorizer> {
@@ -102,6 +108,15 @@ impl Authorizer for Resilient<dyn DynAuthorizer> {
 /// username, password), so a changed password or client id never finds a
 /// stale entry; it is a SHA-256 digest, so neither the password nor the
 /// identity appears in the cache in clear.
+///
+/// Invalidation: memcached cannot delete by prefix, so the key also covers
+/// two generation values kept in the cache itself, one for everybody
+/// (`fogg:auth:gen`) and one per username (`fogg:auth:gen:u:<sha256>`).
+/// [`Authenticator::invalidate`] writes a fresh value there, so every entry
+/// written before is never found again (it expires after `ttl`), on every
+/// broker sharing the cache. A lookup costs two more reads of the cache.
+/// A [`InvalidateScope::Client`] scope has no generation of its own: the
+/// broker turns it into the username the client is connected with.
 pub struct CachedAuthenticator {
     inner: Arc<dyn DynAuthenticator>,
     backend: String,
@@ -137,14 +152,16 @@ impl CachedAuthenticator {
         }
     }
 
-    fn key(&self, info: &ConnectInfo) -> String {
+    fn key(&self, info: &ConnectInfo, generations: &Generations) -> String {
         let mut digest = Sha256::new();
-        let fields: [&[u8]; 5] = [
+        let fields: [&[u8]; 7] = [
             self.backend.as_bytes(),
             info.mountpoint.as_bytes(),
             info.client_id.as_bytes(),
             info.username.as_deref().unwrap_or("").as_bytes(),
             info.password.as_deref().unwrap_or(b""),
+            &generations.all,
+            &generations.user,
         ];
         for field in fields {
             // Length-prefixed, so ("ab","c") and ("a","bc") differ.
@@ -152,11 +169,29 @@ impl CachedAuthenticator {
             digest.update(field);
         }
         let mut key = String::with_capacity(14 + 64);
-        key.push_str("fogg:auth:v1:");
-        for byte in digest.finalize() {
-            let _ = write!(key, "{byte:02x}");
-        }
+        key.push_str("fogg:auth:v2:");
+        push_hex(&mut key, &digest.finalize());
         key
+    }
+
+    /// The generation values the key of `info` depends on; `None` when the
+    /// cache cannot be read (the answer is then neither read nor stored).
+    async fn generations(&self, info: &ConnectInfo) -> Option<Generations> {
+        let read = |key: String| async move {
+            match self.cache.get(&key).await {
+                Ok(found) => Some(found.unwrap_or_default()),
+                Err(e) => {
+                    tracing::warn!(cache = %self.cache_name, error = %e, "auth cache read failed; asking the backend");
+                    None
+                }
+            }
+        };
+        let all = read(GENERATION_ALL.to_owned()).await?;
+        let user = match &info.username {
+            Some(username) => read(user_generation_key(username)).await?,
+            None => Bytes::new(),
+        };
+        Some(Generations { all, user })
     }
 
     async fn lookup(&self, key: &str) -> Option<AuthDecision> {
@@ -206,13 +241,73 @@ impl CachedAuthenticator {
 
 impl Authenticator for CachedAuthenticator {
     async fn authenticate(&self, info: &ConnectInfo) -> Result<AuthDecision, BackendError> {
-        let key = self.key(info);
+        let Some(generations) = self.generations(info).await else {
+            return self.inner.authenticate(info).await;
+        };
+        let key = self.key(info, &generations);
         if let Some(answer) = self.lookup(&key).await {
             return Ok(answer);
         }
         let decision = self.inner.authenticate(info).await?;
         self.store(&key, &decision).await;
         Ok(decision)
+    }
+
+    async fn invalidate(&self, scope: &InvalidateScope) {
+        let key = match scope {
+            InvalidateScope::All => GENERATION_ALL.to_owned(),
+            InvalidateScope::Username(username) => user_generation_key(username),
+            // No generation of its own; the broker sends the username.
+            InvalidateScope::Client { .. } => return self.inner.invalidate(scope).await,
+        };
+        // Outlives every entry written under the previous value: once it
+        // expires, those have expired too.
+        let ttl = self.ttl + Duration::from_secs(3600);
+        match self.cache.set(&key, fresh_generation(), ttl).await {
+            Ok(()) => {
+                tracing::info!(cache = %self.cache_name, backend = %self.backend, %scope, "auth cache entries invalidated");
+            }
+            Err(e) => {
+                tracing::warn!(cache = %self.cache_name, %scope, error = %e, "auth cache invalidation failed; entries expire after cache_ttl");
+            }
+        }
+        self.inner.invalidate(scope).await;
+    }
+}
+
+/// The cache key of the generation every entry depends on.
+const GENERATION_ALL: &str = "fogg:auth:gen";
+
+/// The cache key of one username's generation (a digest: any username
+/// makes a valid memcached key).
+fn user_generation_key(username: &str) -> String {
+    let mut key = String::with_capacity(16 + 64);
+    key.push_str("fogg:auth:gen:u:");
+    push_hex(&mut key, &Sha256::digest(username.as_bytes()));
+    key
+}
+
+/// The generation values an entry's key covers ("" before any invalidation).
+struct Generations {
+    all: Bytes,
+    user: Bytes,
+}
+
+/// A generation value never used before: the time in nanoseconds, the
+/// process and a counter.
+fn fresh_generation() -> Bytes {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    Bytes::from(format!("{nanos:x}-{:x}-{count:x}", std::process::id()))
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
     }
 }
 
@@ -261,6 +356,18 @@ mod tests {
             self.0.lock().insert(key.to_owned(), value);
             Ok(())
         }
+    }
+
+    /// The layer over `inner` with a fresh map cache and a 60 s TTL.
+    fn cached(inner: Arc<Counting>, cache_denials: bool) -> CachedAuthenticator {
+        CachedAuthenticator::new(
+            inner,
+            "db",
+            Arc::new(MapCache::default()),
+            "mc",
+            Duration::from_secs(60),
+            cache_denials,
+        )
     }
 
     fn info(password: &str) -> ConnectInfo {
@@ -335,15 +442,7 @@ mod tests {
             answer: Some(AuthDecision::allow_with(acl.clone())),
             ..Counting::default()
         });
-        let cache = Arc::new(MapCache::default());
-        let layer = CachedAuthenticator::new(
-            inner.clone(),
-            "db",
-            cache,
-            "mc",
-            Duration::from_secs(60),
-            false,
-        );
+        let layer = cached(inner.clone(), false);
         for _ in 0..3 {
             let answer = Authenticator::authenticate(&layer, &info("right"))
                 .await
@@ -365,14 +464,7 @@ mod tests {
     async fn denials_are_cached_only_when_asked() {
         for (cache_denials, calls) in [(false, 2), (true, 1)] {
             let inner = Arc::new(Counting::default());
-            let layer = CachedAuthenticator::new(
-                inner.clone(),
-                "db",
-                Arc::new(MapCache::default()),
-                "mc",
-                Duration::from_secs(60),
-                cache_denials,
-            );
+            let layer = cached(inner.clone(), cache_denials);
             for _ in 0..2 {
                 assert_eq!(
                     Authenticator::authenticate(&layer, &info("x"))
@@ -383,5 +475,44 @@ mod tests {
             }
             assert_eq!(inner.calls.load(Ordering::SeqCst), calls);
         }
+    }
+
+    #[tokio::test]
+    async fn invalidation_hides_the_entries_of_its_scope_only() {
+        let inner = Arc::new(Counting {
+            answer: Some(AuthDecision::allow()),
+            ..Counting::default()
+        });
+        let layer = cached(inner.clone(), false);
+        let calls = || inner.calls.load(Ordering::SeqCst);
+        async fn connect(layer: &CachedAuthenticator) {
+            Authenticator::authenticate(layer, &info("p"))
+                .await
+                .unwrap();
+        }
+        connect(&layer).await;
+        connect(&layer).await;
+        assert_eq!(calls(), 1);
+        // Another user's generation, and a client scope (which the broker
+        // turns into a username), leave the entry alone.
+        for scope in [
+            InvalidateScope::Username("other".to_owned()),
+            InvalidateScope::Client {
+                mountpoint: String::new(),
+                client_id: "c".to_owned(),
+            },
+        ] {
+            Authenticator::invalidate(&layer, &scope).await;
+            connect(&layer).await;
+            assert_eq!(calls(), 1, "{scope}");
+        }
+        Authenticator::invalidate(&layer, &InvalidateScope::Username("u".to_owned())).await;
+        connect(&layer).await;
+        assert_eq!(calls(), 2, "the user's entry is gone");
+        connect(&layer).await;
+        assert_eq!(calls(), 2, "and cached again");
+        Authenticator::invalidate(&layer, &InvalidateScope::All).await;
+        connect(&layer).await;
+        assert_eq!(calls(), 3, "every entry is gone");
     }
 }

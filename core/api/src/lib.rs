@@ -25,7 +25,8 @@ pub use acl::{
 };
 pub use auth::{
     AuthDecision, AuthStep, Authenticator, Authorizer, ClientInfo, ConnectInfo, Decision,
-    EnhancedAuthContext, EnhancedAuthenticator, Grant, PublishRequest, SubscribeRequest,
+    EnhancedAuthContext, EnhancedAuthenticator, Grant, InvalidateScope, PublishRequest,
+    SubscribeRequest,
 };
 pub use cache::AuthCache;
 pub use error::{BackendError, ErrorKind};

@@ -495,6 +495,12 @@ pub struct AuthConfig {
     /// Cache wrong-password answers too (off: a user whose password was just
     /// fixed is never refused from the cache).
     pub cache_denials: bool,
+    /// How long a connection keeps its ACL answers (the rules handed over at
+    /// CONNECT and the authorizers' answers) before fetching them again.
+    /// `None`, the default: for the connection's life, as VerneMQ does (an
+    /// invalidation or SIGHUP still refreshes them).
+    #[serde(with = "humantime_serde")]
+    pub acl_cache_ttl: Option<Duration>,
 }
 
 impl Default for AuthConfig {
@@ -505,6 +511,7 @@ impl Default for AuthConfig {
             cache: String::new(),
             cache_ttl: Duration::from_secs(60),
             cache_denials: false,
+            acl_cache_ttl: None,
         }
     }
 }

@@ -26,6 +26,7 @@ mod sys;
 mod topics;
 
 pub use config::Config;
+pub use fogg_api::InvalidateScope;
 pub use listener::transport_settings;
 pub use services::{ChainLink, OnError, Services};
 
@@ -88,7 +89,42 @@ pub struct RunningBroker {
     acceptors: Vec<Arc<fogg_transport::Acceptor>>,
 }
 
+/// A cheap, cloneable handle on a running broker for control operations
+/// (SIGHUP, the admin API).
+#[derive(Clone)]
+pub struct BrokerHandle {
+    state: Arc<BrokerState>,
+}
+
+impl BrokerHandle {
+    /// Invalidate cached ACL answers. The connections in `scope` drop the
+    /// authorizers' answers they keep and fetch the rules their
+    /// authenticator handed over at CONNECT again, at their next PUBLISH or
+    /// SUBSCRIBE (a client whose credentials are no longer accepted is then
+    /// disconnected with 0x87); the shared `[auth] cache` entries of the
+    /// scope are emptied (a client id scope empties those of the username the
+    /// client is connected with). Subscriptions already granted stay.
+    /// Returns the number of connected clients affected.
+    pub async fn invalidate_acl(&self, scope: InvalidateScope) -> usize {
+        let affected = self.state.invalidate_acl(&scope).await;
+        tracing::info!(%scope, connected_clients = affected, "ACL answers invalidated");
+        affected
+    }
+}
+
 impl RunningBroker {
+    /// A handle for control operations that outlives borrows of `self`.
+    pub fn handle(&self) -> BrokerHandle {
+        BrokerHandle {
+            state: self.state.clone(),
+        }
+    }
+
+    /// See [`BrokerHandle::invalidate_acl`].
+    pub async fn invalidate_acl(&self, scope: InvalidateScope) -> usize {
+        self.handle().invalidate_acl(scope).await
+    }
+
     /// Re-read every TLS listener's certificate files (SIGHUP). New
     /// handshakes use the new certificates, live connections carry on; a
     /// listener whose files fail to load keeps its previous ones (logged
@@ -142,7 +178,7 @@ pub async fn start(config: Config, services: Services) -> Result<RunningBroker, 
         config.broker,
         overload.clone(),
         Acl::new(config.acl.rules),
-        config.auth.allow_anonymous,
+        &config.auth,
         services,
         shutdown_rx.clone(),
     ));

@@ -121,6 +121,9 @@ pub(crate) struct SessionState {
     pub resident_seq: u64,
     /// Queue limits in force for this session.
     pub limits: QueueLimits,
+    /// The username of the connection attached last (`invalidate_acl` by
+    /// username).
+    pub username: Option<String>,
 }
 
 /// Unacknowledged messages beyond which a consumer counts as slow (a
@@ -145,6 +148,8 @@ pub(crate) struct Session {
     /// connection that finds another generation here was taken over. Atomic
     /// so the connection checks it on every turn of its loop without a lock.
     attached: AtomicU64,
+    /// Bumped to invalidate the ACL answers of the attached connection.
+    pub acl_epoch: AtomicU64,
     /// Whether the session store may hold this session, so ending a clean
     /// session never costs a store round trip.
     stored: AtomicBool,
@@ -174,11 +179,13 @@ impl Session {
                 spilled: 0,
                 resident_seq: 0,
                 limits: QueueLimits::default(),
+                username: None,
             }),
             wake: Notify::new(),
             end: Notify::new(),
             online: AtomicBool::new(false),
             attached: AtomicU64::new(0),
+            acl_epoch: AtomicU64::new(0),
             stored: AtomicBool::new(false),
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use fogg_api::SessionKey;
+use fogg_api::{InvalidateScope, SessionKey};
 use fogg_codec::{QoS, SubscriptionOptions};
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -35,6 +35,11 @@ pub(crate) struct BrokerState {
     pub overload: Arc<Overload>,
     pub started: Instant,
     next_generation: AtomicU64,
+    /// Bumped to invalidate every connection's ACL answers.
+    pub acl_epoch: AtomicU64,
+    /// `[auth] acl_cache_ttl`: how long a connection's ACL answers stand
+    /// (`None`: for the connection's life).
+    pub acl_cache_ttl: Option<Duration>,
     /// Flips to true when the broker shuts down.
     pub shutdown: watch::Receiver<bool>,
     /// The same, for connections to check on every turn without a lock.
@@ -46,14 +51,14 @@ impl BrokerState {
         settings: BrokerSettings,
         overload: Arc<Overload>,
         acl: Acl,
-        allow_anonymous: bool,
+        auth: &crate::config::AuthConfig,
         services: Services,
         shutdown: watch::Receiver<bool>,
     ) -> BrokerState {
         BrokerState {
             settings,
             acl,
-            allow_anonymous,
+            allow_anonymous: auth.allow_anonymous,
             services,
             sessions: Mutex::new(HashMap::new()),
             topics: TopicIndex::default(),
@@ -62,6 +67,8 @@ impl BrokerState {
             overload,
             started: Instant::now(),
             next_generation: AtomicU64::new(1),
+            acl_epoch: AtomicU64::new(0),
+            acl_cache_ttl: auth.acl_cache_ttl,
             shutdown,
             stopping: AtomicBool::new(false),
         }
@@ -78,6 +85,62 @@ impl BrokerState {
         for session in sessions {
             session.kick_waiters();
         }
+    }
+
+    /// Mark the ACL answers of the connections in `scope` stale (each
+    /// fetches them again at its next PUBLISH or SUBSCRIBE), and empty what
+    /// the chain's authenticators and the shared `[auth] cache` keep for it.
+    /// Returns how many connected clients were affected.
+    pub async fn invalidate_acl(&self, scope: &InvalidateScope) -> usize {
+        let mut usernames = Vec::new();
+        let affected = match scope {
+            InvalidateScope::All => {
+                self.acl_epoch.fetch_add(1, Ordering::AcqRel);
+                self.sessions
+                    .lock()
+                    .values()
+                    .filter(|s| s.is_online())
+                    .count()
+            }
+            InvalidateScope::Client {
+                mountpoint,
+                client_id,
+            } => {
+                let key = SessionKey::new(mountpoint.clone(), client_id.clone());
+                let session = self.sessions.lock().get(&key).cloned();
+                match session {
+                    Some(session) => {
+                        session.acl_epoch.fetch_add(1, Ordering::AcqRel);
+                        // The shared cache knows users, not client ids.
+                        usernames.extend(session.state.lock().username.clone());
+                        usize::from(session.is_online())
+                    }
+                    None => 0,
+                }
+            }
+            InvalidateScope::Username(username) => {
+                let sessions: Vec<_> = self.sessions.lock().values().cloned().collect();
+                sessions
+                    .iter()
+                    .filter(|s| s.state.lock().username.as_ref() == Some(username))
+                    .map(|s| {
+                        s.acl_epoch.fetch_add(1, Ordering::AcqRel);
+                        usize::from(s.is_online())
+                    })
+                    .sum()
+            }
+        };
+        for link in &self.services.chain {
+            if let Some(authenticator) = &link.authenticator {
+                authenticator.invalidate(scope).await;
+                for username in &usernames {
+                    authenticator
+                        .invalidate(&InvalidateScope::Username(username.clone()))
+                        .await;
+                }
+            }
+        }
+        affected
     }
 
     pub fn next_generation(&self) -> u64 {

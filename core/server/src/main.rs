@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use fogg_broker::{Services, StartError};
+use fogg_broker::{InvalidateScope, Services, StartError};
 
 use crate::cli::{Cli, ConfigSource};
 use crate::config_loader::{Loaded, Provenance};
@@ -123,10 +123,20 @@ async fn run(prepared: Prepared) -> anyhow::Result<()> {
         // fogg on port 0 and need the port it got.
         eprintln!("fogg: listening {name} {addr}");
     }
+    let handle = running.handle();
     let signal = shutdown
         .wait(|| {
-            tracing::info!("SIGHUP received; reloading TLS certificates");
+            tracing::info!(
+                "SIGHUP received; reloading TLS certificates and invalidating cached ACL answers"
+            );
             running.reload_certificates();
+            // Every connection fetches its ACL answers again at its next
+            // PUBLISH or SUBSCRIBE; the shared [auth] cache is emptied. The
+            // handle logs how many clients that concerned.
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                handle.invalidate_acl(InvalidateScope::All).await;
+            });
         })
         .await;
     tracing::info!("{signal} received; shutting down");

@@ -1,5 +1,5 @@
 //! The signals: SIGTERM and SIGINT shut down, SIGHUP reloads the TLS
-//! certificates.
+//! certificates and invalidates every cached ACL answer.
 
 use std::io;
 

@@ -273,6 +273,14 @@ fn check_auth(
             ));
         }
     }
+    if config.auth.acl_cache_ttl.is_some_and(|ttl| ttl.is_zero()) {
+        return Err(err(
+            Key::of(&["auth", "acl_cache_ttl"]),
+            "must be longer than 0s (every PUBLISH would wait on the database); \
+             leave it out to keep ACL answers for the connection's life"
+                .to_owned(),
+        ));
+    }
     let cache = &config.auth.cache;
     if !cache.is_empty() {
         let key = Key::of(&["auth", "cache"]);
@@ -400,6 +408,19 @@ mod tests {
         )]);
         assert!(
             text.contains("l.toml (key not set there: built-in default): listeners[1].name: duplicate listener name `mqtt`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn acl_cache_ttl_is_optional_and_never_zero() {
+        assert_eq!(
+            check_files(&[("a.toml", "[auth]\nacl_cache_ttl = \"30s\"\n")]),
+            ""
+        );
+        let text = check_files(&[("a.toml", "[auth]\nacl_cache_ttl = \"0s\"\n")]);
+        assert!(
+            text.contains("a.toml: auth.acl_cache_ttl: must be longer than 0s"),
             "{text}"
         );
     }

@@ -218,6 +218,56 @@ fn support_is_ci() -> bool {
     fogg_testcontainers::in_ci()
 }
 
+/// SIGHUP empties the shared cache (memcached cannot delete by prefix: a
+/// fresh generation in the cache hides the old entries), for every broker
+/// that shares it: with the database down, a CONNECT that came from the
+/// cache now gets 0x88 on the other broker too.
+#[test]
+fn sighup_empties_the_shared_memcached_cache_for_every_broker() {
+    let servers = Servers::new();
+    let Some(mut db) = servers.redis() else {
+        return;
+    };
+    let Some(mc) = servers.memcached() else {
+        return;
+    };
+    seed_alice(&db);
+    let cache = format!("kind = \"memcached\"\nurl = \"{}\"", mc.url());
+    // A TTL far longer than the test: only the invalidation can end a hit.
+    let one = fogg(&db, &cache, "1h");
+    let two = fogg(&db, &cache, "1h");
+    assert_eq!(
+        connect(one.addr(), V5, "dev", "secret-a"),
+        ReasonCode::Success
+    );
+    servers.stop(&mut db);
+    for fogg in [&one, &two] {
+        assert_eq!(
+            connect(fogg.addr(), V5, "dev", "secret-a"),
+            ReasonCode::Success,
+            "answered from the shared cache"
+        );
+    }
+    one.signal("HUP");
+    let deadline = Instant::now() + WAIT;
+    while connect(two.addr(), V5, "dev", "secret-a") != ReasonCode::ServerUnavailable {
+        assert!(Instant::now() < deadline, "the cache entry outlived SIGHUP");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        connect(one.addr(), V5, "dev", "secret-a"),
+        ReasonCode::ServerUnavailable
+    );
+    let log = one.log();
+    assert!(log.contains("auth cache entries invalidated"), "{log}");
+    servers.start(&mut db);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while connect(two.addr(), V5, "dev", "secret-a") != ReasonCode::Success {
+        assert!(Instant::now() < deadline, "no recovery within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn memcached_in_front_of_redis() {
     let servers = Servers::new();
@@ -284,7 +334,7 @@ fn redis_in_front_of_redis() {
     );
     // The entries are digests under the prefix: no identity, no password.
     let keys = redis_cmd(&cache, &["KEYS", "*"]);
-    assert!(keys.contains("fogg-cache:fogg:auth:v1:"), "{keys}");
+    assert!(keys.contains("fogg-cache:fogg:auth:v2:"), "{keys}");
     assert!(
         !keys.contains("alice") && !keys.contains("secret"),
         "{keys}"

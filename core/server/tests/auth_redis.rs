@@ -21,7 +21,7 @@ use fogg_testcontainers::TestServer;
 use support::auth::{
     connect_as, denied, login, publish, publish_denied, receive, refused, subscribe,
 };
-use support::{Fogg, Recv, WAIT, dir_with};
+use support::{Fogg, Recv, WAIT, dir_with, eventually};
 
 const V4: ProtocolVersion = ProtocolVersion::V3_1_1;
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -265,6 +265,97 @@ fn passwords_acls_and_delivery_over_3_1_1_and_5() {
 }
 
 /// The exact client-id key wins over the `*` one, end to end.
+/// VerneMQ keeps the ACL read at CONNECT for the connection's life; a
+/// changed ACL in Redis reaches connected clients after SIGHUP (which
+/// invalidates every connection's answers: each fetches its rules again at
+/// its next PUBLISH or SUBSCRIBE).
+#[test]
+fn sighup_applies_a_changed_acl_to_connected_clients() {
+    let Some(redis) = Redis::start() else { return };
+    seed_vernemq(&redis);
+    let fogg = redis.fogg("");
+    let addr = fogg.addr();
+    let mut watch = login(addr, V5, "hup-watch", "watch", "secret-c");
+    assert_eq!(
+        subscribe(&mut watch, 1, "#", QoS::AtMostOnce),
+        ReasonCode::Success
+    );
+    let mut alice = login(addr, V5, "hup-alice", "alice", "secret-a");
+    let mut bob = login(addr, V5, "hup-bob", "bob", "secret-b");
+    let published = |client: &mut support::RawClient, watch: &mut support::RawClient, topic| {
+        assert_eq!(
+            publish(client, 1, topic, "m"),
+            ReasonCode::Success,
+            "{topic}"
+        );
+        assert_eq!(receive(watch).0, topic);
+    };
+    published(&mut alice, &mut watch, "shared/a");
+    assert_eq!(
+        publish(&mut bob, 1, "bob/own", "m"),
+        ReasonCode::NotAuthorized
+    );
+
+    // alice loses `shared/#`, bob gains `bob/#`, in Redis.
+    let row = |publish: &str, subscribe: &str, password: &str| {
+        format!(
+            r#"{{"passhash":"{}","publish_acl":{publish},"subscribe_acl":{subscribe}}}"#,
+            bcrypt(password)
+        )
+    };
+    redis.cmd(&[
+        "SET",
+        r#"["","*","alice"]"#,
+        &row(
+            r#"[{"pattern":"home/%u/#"}]"#,
+            r#"[{"pattern":"home/%u/#"}]"#,
+            "secret-a",
+        ),
+    ]);
+    redis.cmd(&[
+        "SET",
+        r#"["","*","bob"]"#,
+        &row(
+            r#"[{"pattern":"shared/#"},{"pattern":"bob/#"}]"#,
+            r#"[{"pattern":"shared/#"}]"#,
+            "secret-b",
+        ),
+    ]);
+    // Connected clients keep the rules of their CONNECT...
+    published(&mut alice, &mut watch, "shared/b");
+    assert_eq!(
+        publish(&mut bob, 2, "bob/own", "m"),
+        ReasonCode::NotAuthorized
+    );
+
+    // ... until SIGHUP (handled asynchronously: poll).
+    fogg.signal("HUP");
+    eventually("bob may publish to bob/#", WAIT, || {
+        match publish(&mut bob, 3, "bob/own", "m") {
+            ReasonCode::Success => Some(()),
+            ReasonCode::NotAuthorized => None,
+            other => panic!("unexpected PUBACK {other}"),
+        }
+    });
+    assert_eq!(receive(&mut watch).0, "bob/own");
+    assert_eq!(
+        publish(&mut alice, 4, "shared/c", "m"),
+        ReasonCode::NotAuthorized
+    );
+    published(&mut alice, &mut watch, "home/alice/lamp");
+    // Nothing denied reached the watcher.
+    assert!(matches!(
+        watch.recv_within(Duration::from_millis(300)),
+        Recv::Nothing
+    ));
+    let log = fogg.log();
+    assert!(log.contains("SIGHUP received"), "{log}");
+    assert!(log.contains("ACL answers invalidated"), "{log}");
+    for client in [watch, alice, bob] {
+        client.disconnect();
+    }
+}
+
 #[test]
 fn client_id_keys_over_the_wire() {
     let Some(redis) = Redis::start() else { return };

@@ -7,6 +7,8 @@
 //! * [`gocauth`]: mosquitto-go-auth ACL rows into [`fogg_api::AclRules`].
 //! * [`settings`]: reading a `[backends.NAME]` table with errors that name
 //!   the key.
+//! * [`sql`]: the settings the SQL backends share (`mode`, `table`,
+//!   `password_hash_method`, go-auth queries, pool).
 //! * [`topic`]: MQTT filter syntax checks for patterns read from data.
 //!
 //! Backends depend on this crate and `fogg-api`; this crate knows no
@@ -15,6 +17,7 @@
 pub mod gocauth;
 pub mod passwords;
 pub mod settings;
+pub mod sql;
 pub mod topic;
 pub mod vernemq;
 

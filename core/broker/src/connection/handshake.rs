@@ -7,18 +7,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use std::sync::Arc;
 
-use fogg_api::{
-    AclRules, AuthDecision, AuthStep, ClientInfo, ConnectInfo, EnhancedAuthContext, SessionKey,
-};
+use fogg_api::{AclRules, AuthStep, ClientInfo, ConnectInfo, EnhancedAuthContext, SessionKey};
 use fogg_codec::{
     Auth, ConnAck, Connect, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode, topic,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::authz::{AclStamp, ChainAnswer, run_chain};
 use super::{Client, Connection, ReadError};
 use crate::lifecycle;
 use crate::metrics::Metrics;
-use crate::services::OnError;
 
 /// What became of a CONNECT that was read but refused.
 struct Refusal {
@@ -40,6 +38,8 @@ struct Authenticated {
     data: Option<Bytes>,
     /// The rules the authenticating backend handed over for this connection.
     acl: Option<Arc<AclRules>>,
+    /// The credentials that obtained `acl`, to fetch it again later.
+    credentials: Option<ConnectInfo>,
 }
 
 impl<S> Connection<S>
@@ -311,6 +311,16 @@ where
         );
 
         let connect = *connect;
+        // Who the session is connected as, for `invalidate_acl` by username.
+        attached.session.state.lock().username = info.username.clone();
+        let acl_stamp = AclStamp::new(
+            &self.broker,
+            attached
+                .session
+                .acl_epoch
+                .load(std::sync::atomic::Ordering::Acquire),
+            auth.credentials,
+        );
         Ok(Box::new(Client {
             session: attached.session,
             generation,
@@ -329,6 +339,7 @@ where
             reauth: None,
             publish_acl: HashMap::new(),
             acl: auth.acl,
+            acl_stamp,
         }))
     }
 
@@ -364,40 +375,32 @@ where
             protocol: connect.protocol,
             clean_start: connect.clean_start,
         };
-        let mut asked = false;
-        for link in &self.broker.services.chain {
-            let Some(authenticator) = &link.authenticator else {
-                continue;
-            };
-            asked = true;
-            match authenticator.authenticate(&info).await {
-                Ok(AuthDecision::Allow(grant)) => {
-                    return Ok(Authenticated {
-                        method: None,
-                        data: None,
-                        acl: grant.acl,
-                    });
-                }
-                Ok(AuthDecision::Deny) => {
-                    return Err(refuse(
-                        ReasonCode::BadUserNameOrPassword,
-                        format!("denied by backend `{}`", link.name),
-                    ));
-                }
-                Ok(AuthDecision::Next) => {}
-                Err(e) if link.on_error == OnError::Next => {
-                    tracing::warn!(backend = %link.name, error = %e, "authentication backend failed; asking the next");
-                }
-                Err(e) => {
-                    // An outage must never look like a wrong password.
-                    tracing::warn!(backend = %link.name, error = %e, "authentication backend failed");
-                    return Err(refuse(
-                        ReasonCode::ServerUnavailable,
-                        "authentication backend unavailable",
-                    ));
-                }
+        let asked = match run_chain(&self.broker, &info).await {
+            ChainAnswer::Allowed(acl) => {
+                // Kept to fetch the rules again after an invalidation or
+                // `acl_cache_ttl` (see `authz`).
+                let credentials = acl.is_some().then_some(info);
+                return Ok(Authenticated {
+                    method: None,
+                    data: None,
+                    acl,
+                    credentials,
+                });
             }
-        }
+            ChainAnswer::Denied { backend } => {
+                return Err(refuse(
+                    ReasonCode::BadUserNameOrPassword,
+                    format!("denied by backend `{backend}`"),
+                ));
+            }
+            ChainAnswer::Unavailable => {
+                return Err(refuse(
+                    ReasonCode::ServerUnavailable,
+                    "authentication backend unavailable",
+                ));
+            }
+            ChainAnswer::Undecided { asked } => asked,
+        };
         let anonymous = connect.username.is_none();
         let allowed = if self.identity.is_some() {
             // A client certificate the listener verified authenticates the
@@ -413,6 +416,7 @@ where
                 method: None,
                 data: None,
                 acl: None,
+                credentials: None,
             })
         } else if anonymous {
             Err(refuse(
@@ -468,6 +472,7 @@ where
                         method: Some(method),
                         data,
                         acl: None,
+                        credentials: None,
                     });
                 }
                 AuthStep::Failure => {

@@ -58,7 +58,13 @@ where
 {
     pub(super) async fn handle(&mut self, client: &mut Client, packet: Packet) -> Option<Close> {
         match packet {
-            Packet::Publish(publish) => self.on_publish(client, publish).await,
+            Packet::Publish(publish) => {
+                // Stale ACL answers are fetched again first (see `authz`).
+                if let Some(close) = self.refresh_acl(client).await {
+                    return Some(close);
+                }
+                self.on_publish(client, publish).await
+            }
             Packet::PubAck(ack) => {
                 let mut state = client.session.state.lock();
                 if !state.complete(ack.packet_id, InflightStage::Qos1Sent) {
@@ -131,7 +137,12 @@ where
                 self.send(&Packet::PubComp(comp));
                 None
             }
-            Packet::Subscribe(subscribe) => self.on_subscribe(client, subscribe).await,
+            Packet::Subscribe(subscribe) => {
+                if let Some(close) = self.refresh_acl(client).await {
+                    return Some(close);
+                }
+                self.on_subscribe(client, subscribe).await
+            }
             Packet::Unsubscribe(unsubscribe) => {
                 self.on_unsubscribe(client, unsubscribe).await;
                 None
@@ -358,6 +369,16 @@ where
                 }
             }
         }
+    }
+
+    /// Fetch stale ACL answers again (see `authz`) before a PUBLISH or
+    /// SUBSCRIBE is checked.
+    async fn refresh_acl(&mut self, client: &mut Client) -> Option<Close> {
+        if !super::authz::stale(&self.broker, client) {
+            return None;
+        }
+        // Boxed: rare, and inline it would grow every connection's task.
+        Box::pin(super::authz::refresh(&self.broker, client)).await
     }
 
     /// The ACL's answer for a PUBLISH. Answers of the chain's authorizers are

@@ -5,6 +5,7 @@
 //! cannot deadlock a broker that is also waiting to read from it, and an idle
 //! connection costs one small task and two nearly empty buffers.
 
+mod authz;
 mod handshake;
 mod inbound;
 mod outbound;
@@ -134,6 +135,9 @@ pub(crate) struct Client {
     pub publish_acl: HashMap<String, [Option<PublishDecision>; 6]>,
     /// The rules the authenticating backend handed over at CONNECT.
     pub acl: Option<Arc<AclRules>>,
+    /// When the two above were loaded, and how to load them again
+    /// (invalidation, `[auth] acl_cache_ttl`).
+    pub acl_stamp: authz::AclStamp,
 }
 
 /// The topic aliases of an MQTT 5 connection, allocated on first use.

@@ -30,6 +30,11 @@ pub struct TestBroker {
 }
 
 impl TestBroker {
+    /// The running broker's control handle.
+    pub fn handle(&self) -> fogg_broker::BrokerHandle {
+        self.running.as_ref().expect("running").handle()
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown().await;
