@@ -21,6 +21,7 @@ mod overload;
 mod retain;
 mod services;
 mod session;
+mod session_table;
 mod state;
 mod sys;
 mod topics;

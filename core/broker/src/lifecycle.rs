@@ -66,7 +66,7 @@ pub(crate) async fn attach(broker: &Arc<BrokerState>, request: AttachRequest) ->
             }
             previous => {
                 let kicked = previous.clone().filter(|old| old.detach_any().is_some());
-                let session = Arc::new(Session::new(key.clone(), protocol, expiry));
+                let session = Arc::new(Session::new(key, protocol, expiry));
                 {
                     let mut state = session.state.lock();
                     session.attach(generation);
@@ -75,7 +75,7 @@ pub(crate) async fn attach(broker: &Arc<BrokerState>, request: AttachRequest) ->
                     state.limits = limits;
                 }
                 session.set_online(true);
-                sessions.insert(key, session.clone());
+                sessions.insert(session.clone());
                 (session, false, previous, kicked)
             }
         }
@@ -426,10 +426,7 @@ pub(crate) async fn restore(broker: &Arc<BrokerState>) -> Result<(), crate::Star
             }
         }
         restore_queue(broker, &session).await?;
-        broker
-            .sessions
-            .lock()
-            .insert(stored.key.clone(), session.clone());
+        broker.sessions.lock().insert(session.clone());
         if let Some(will) = stored.will {
             let wait = will
                 .publish_at

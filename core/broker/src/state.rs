@@ -1,7 +1,6 @@
 //! The state every connection shares: sessions, the topic index, retained
 //! messages, configuration and backends; and the routing of one message.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,6 +19,7 @@ use crate::overload::Overload;
 use crate::retain::RetainIndex;
 use crate::services::Services;
 use crate::session::{Enqueued, QueueLimits, Session};
+use crate::session_table::SessionTable;
 use crate::topics::{ParsedFilter, Subscriber, Target, TopicIndex, parse_filter};
 
 pub(crate) struct BrokerState {
@@ -27,7 +27,7 @@ pub(crate) struct BrokerState {
     pub acl: Acl,
     pub allow_anonymous: bool,
     pub services: Services,
-    pub sessions: Mutex<HashMap<SessionKey, Arc<Session>>>,
+    pub sessions: Mutex<SessionTable>,
     pub topics: TopicIndex,
     pub retained: RetainIndex,
     pub metrics: Metrics,
@@ -60,7 +60,7 @@ impl BrokerState {
             acl,
             allow_anonymous: auth.allow_anonymous,
             services,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(SessionTable::default()),
             topics: TopicIndex::default(),
             retained: RetainIndex::default(),
             metrics: Metrics::default(),

@@ -146,7 +146,7 @@ pub(crate) async fn refresh(broker: &BrokerState, client: &mut Client) -> Option
     } else {
         "expired"
     };
-    client.publish_acl.clear();
+    client.publish_acl = None;
     let fresh = |stamp: &mut AclStamp| {
         stamp.loaded = now;
         stamp.broker_epoch = broker_epoch;

@@ -1,7 +1,6 @@
 //! CONNECT: validation, authentication (plain and MQTT 5 enhanced), session
 //! attach and CONNACK.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,7 +13,7 @@ use fogg_codec::{
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::authz::{AclStamp, ChainAnswer, run_chain};
-use super::{Client, Connection, ReadError};
+use super::{Accepted, Client, Connection, ReadError};
 use crate::lifecycle;
 use crate::metrics::Metrics;
 
@@ -47,7 +46,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     /// Read and answer CONNECT. `None` when the connection must close.
-    pub(super) async fn handshake(&mut self, over_limit: bool) -> Option<Box<Client>> {
+    pub(super) async fn handshake(
+        &mut self,
+        over_limit: bool,
+        origin: &Accepted,
+    ) -> Option<Box<Client>> {
         let deadline = self.broker.settings.connect_timeout;
         let connect = match tokio::time::timeout(deadline, self.read_connect()).await {
             Err(_) => {
@@ -60,7 +63,7 @@ where
                 return None;
             }
         };
-        let connect = self.with_identity(connect);
+        let connect = self.with_identity(connect, origin);
         self.version = connect.protocol;
         self.peer_max_packet_size = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
         // An empty id is recorded once the broker has assigned one.
@@ -91,7 +94,7 @@ where
             ));
             return None;
         }
-        match self.accept(connect).await {
+        match self.accept(connect, origin).await {
             Ok(client) => Some(client),
             Err(refusal) => {
                 Metrics::add(&self.broker.metrics.connections_refused, 1);
@@ -166,7 +169,11 @@ where
         self.send(&Packet::ConnAck(ack));
     }
 
-    async fn accept(&mut self, connect: Box<Connect>) -> Result<Box<Client>, Refusal> {
+    async fn accept(
+        &mut self,
+        connect: Box<Connect>,
+        origin: &Accepted,
+    ) -> Result<Box<Client>, Refusal> {
         let broker = self.broker.clone();
         let settings = &broker.settings;
         let v5 = connect.protocol.is_v5();
@@ -245,13 +252,13 @@ where
             }
         }
 
-        let auth = self.authenticate(&connect, &client_id).await?;
+        let auth = self.authenticate(&connect, &client_id, origin).await?;
 
         let info = ClientInfo {
             client_id: client_id.clone(),
             username: connect.username.clone(),
             mountpoint: self.listener.mountpoint.clone(),
-            peer: self.peer,
+            peer: origin.peer,
             protocol: connect.protocol,
         };
         let key = SessionKey::new(self.listener.mountpoint.clone(), client_id.clone());
@@ -337,7 +344,7 @@ where
             aliases: None,
             auth_method: auth.method,
             reauth: None,
-            publish_acl: HashMap::new(),
+            publish_acl: None,
             acl: auth.acl,
             acl_stamp,
         }))
@@ -358,6 +365,7 @@ where
         &mut self,
         connect: &Connect,
         client_id: &str,
+        origin: &Accepted,
     ) -> Result<Authenticated, Refusal> {
         if let Some(method) = connect.properties.authentication_method.clone() {
             let data = connect.properties.authentication_data.clone();
@@ -370,7 +378,7 @@ where
             username: connect.username.clone(),
             password: connect.password.clone(),
             mountpoint: self.listener.mountpoint.clone(),
-            peer: self.peer,
+            peer: origin.peer,
             listener: self.listener.name.clone(),
             protocol: connect.protocol,
             clean_start: connect.clean_start,
@@ -402,7 +410,7 @@ where
             ChainAnswer::Undecided { asked } => asked,
         };
         let anonymous = connect.username.is_none();
-        let allowed = if self.identity.is_some() {
+        let allowed = if origin.identity.is_some() {
             // A client certificate the listener verified authenticates the
             // client when no backend decides (use_identity_as_username).
             true

@@ -389,7 +389,8 @@ where
         let slot = publish.qos as usize * 2 + usize::from(publish.retain);
         if let Some(answer) = client
             .publish_acl
-            .get(&publish.topic)
+            .as_ref()
+            .and_then(|acl| acl.get(&publish.topic))
             .and_then(|a| a[slot].as_ref())
         {
             return answer.clone();
@@ -413,14 +414,15 @@ where
         {
             Ok((decision, Source::Local)) => decision,
             Ok((decision, Source::Chain)) => {
-                let answers = match client.publish_acl.get_mut(&publish.topic) {
+                let known = client.publish_acl.get_or_insert_default();
+                let answers = match known.get_mut(&publish.topic) {
                     Some(answers) => answers,
                     None => {
                         // Bounded so a client cycling through topics cannot grow it forever.
-                        if client.publish_acl.len() >= 1024 {
-                            client.publish_acl.clear();
+                        if known.len() >= 1024 {
+                            known.clear();
                         }
-                        client.publish_acl.entry(publish.topic.clone()).or_default()
+                        known.entry(publish.topic.clone()).or_default()
                     }
                 };
                 answers[slot] = Some(decision.clone());

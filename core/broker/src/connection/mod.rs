@@ -131,14 +131,17 @@ pub(crate) struct Client {
     pub reauth: Option<Box<fogg_api::EnhancedAuthContext>>,
     /// ACL answers of the chain's authorizers for this connection, so a
     /// PUBLISH never waits on a backend twice: per topic, one per (QoS,
-    /// retain) at `qos * 2 + retain`.
-    pub publish_acl: HashMap<String, [Option<PublishDecision>; 6]>,
+    /// retain) at `qos * 2 + retain`. Allocated on the first answer.
+    pub publish_acl: Option<Box<PublishAnswers>>,
     /// The rules the authenticating backend handed over at CONNECT.
     pub acl: Option<Arc<AclRules>>,
     /// When the two above were loaded, and how to load them again
     /// (invalidation, `[auth] acl_cache_ttl`).
     pub acl_stamp: authz::AclStamp,
 }
+
+/// The chain's PUBLISH answers of one connection, by topic.
+pub(crate) type PublishAnswers = HashMap<String, [Option<PublishDecision>; 6]>;
 
 /// The topic aliases of an MQTT 5 connection, allocated on first use.
 #[derive(Default)]
@@ -152,9 +155,6 @@ pub(crate) struct TopicAliases {
 pub(crate) struct Connection<S> {
     pub broker: Arc<BrokerState>,
     pub listener: Arc<ListenerInfo>,
-    pub peer: SocketAddr,
-    /// The verified certificate identity that replaces the CONNECT username.
-    pub identity: Option<String>,
     /// Not split in two halves: one task does both directions, and a split
     /// would cost every connection a shared, locked allocation.
     stream: S,
@@ -185,13 +185,14 @@ pub(crate) fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Accepted { peer, identity } = accepted;
+    let peer = accepted.peer;
+    // Boxed: needed by the handshake only, then freed (the connection's
+    // future would keep it inline for its whole life).
+    let origin = Box::new(accepted);
     let rate = RateLimit::new(listener.rate).map(Box::new);
     let mut conn = Connection {
         broker,
         listener,
-        peer,
-        identity,
         stream,
         rbuf: BytesMut::new(),
         wbuf: BytesMut::new(),
@@ -209,11 +210,12 @@ where
             // Boxed: the handshake's state is large and only needed briefly;
             // inline it would stay in every idle connection's task.
             tokio::select! {
-                client = Box::pin(conn.handshake(over_limit)) => client,
+                client = Box::pin(conn.handshake(over_limit, &origin)) => client,
                 // A connection that never finishes CONNECT must not hold up shutdown.
                 _ = shutdown.changed() => None,
             }
         };
+        drop(origin);
         match handshake {
             Some(client) => conn.run(client).await,
             None => {
@@ -230,8 +232,12 @@ where
 {
     /// `use_identity_as_username`: the verified certificate identity replaces
     /// whatever username CONNECT carried, before authentication and ACLs.
-    pub(crate) fn with_identity(&self, mut connect: Box<Connect>) -> Box<Connect> {
-        if let Some(identity) = &self.identity {
+    pub(crate) fn with_identity(
+        &self,
+        mut connect: Box<Connect>,
+        origin: &Accepted,
+    ) -> Box<Connect> {
+        if let Some(identity) = &origin.identity {
             if connect.username.as_ref().is_some_and(|u| u != identity) {
                 tracing::debug!(identity = %identity, "CONNECT username replaced by the certificate identity");
             }
@@ -614,7 +620,11 @@ mod tests {
             std::mem::size_of::<crate::message::Delivery>(),
         );
         println!(
-            "run {}; Sleep {}; Notified {}; sleep_until_opt {}",
+            "SessionState {}; Notify {}; ClientInfo {}; AclStamp {}; run {}; Sleep {}; Notified {}; sleep_until_opt {}",
+            std::mem::size_of::<crate::session::SessionState>(),
+            std::mem::size_of::<tokio::sync::Notify>(),
+            std::mem::size_of::<ClientInfo>(),
+            std::mem::size_of::<authz::AclStamp>(),
             run_size(Connection::<tokio::net::TcpStream>::run),
             std::mem::size_of::<tokio::time::Sleep>(),
             std::mem::size_of::<tokio::sync::futures::Notified<'static>>(),
