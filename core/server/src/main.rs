@@ -24,6 +24,10 @@ use crate::config_loader::{Loaded, Provenance};
 use crate::error::{ConfigError, Key};
 use crate::mask::mask_passwords;
 
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init();
