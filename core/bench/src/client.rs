@@ -11,7 +11,9 @@ use fogg_codec::{
     SubscriptionOptions,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
+
+use crate::transport::{Stream, Transport};
 
 pub const VERSION: ProtocolVersion = ProtocolVersion::V3_1_1;
 /// Largest packet a client accepts.
@@ -19,19 +21,20 @@ pub const MAX_PACKET: u32 = 1 << 20;
 /// Time allowed for a TCP connect plus CONNECT/CONNACK, or a SUBSCRIBE/SUBACK.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where clients connect to, and the loopback source addresses they connect
+/// Where clients connect to, the loopback source addresses they connect
 /// from (taken in turn, so many connections get past one address's port
-/// range).
+/// range), and the transport they speak.
 #[derive(Debug)]
 pub struct Addrs {
     pub broker: SocketAddrV4,
     sources: Vec<Ipv4Addr>,
     next: AtomicUsize,
+    transport: Transport,
 }
 
 impl Addrs {
     /// `sources` addresses 127.0.0.2, .3, ...; only loopback brokers.
-    pub fn new(broker: SocketAddrV4, sources: u8) -> Result<Addrs> {
+    pub fn new(broker: SocketAddrV4, sources: u8, transport: Transport) -> Result<Addrs> {
         if !broker.ip().is_loopback() {
             bail!(
                 "only loopback broker addresses (127.0.0.0/8) are allowed, not {}",
@@ -48,6 +51,7 @@ impl Addrs {
             broker,
             sources,
             next: AtomicUsize::new(0),
+            transport,
         })
     }
 
@@ -55,9 +59,17 @@ impl Addrs {
         self.sources.len()
     }
 
+    /// A connection to the broker over the transport (TCP with TCP_NODELAY,
+    /// then the TLS handshake or WebSocket upgrade), from the next source
+    /// address.
+    pub async fn open(&self) -> Result<Stream> {
+        let tcp = self.tcp().await?;
+        self.transport.wrap(tcp).await
+    }
+
     /// A TCP connection to the broker with TCP_NODELAY, from the next source
     /// address.
-    pub async fn tcp(&self) -> Result<TcpStream> {
+    async fn tcp(&self) -> Result<tokio::net::TcpStream> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.sources.len();
         let src = SocketAddr::V4(SocketAddrV4::new(self.sources[i], 0));
         let socket = TcpSocket::new_v4()?;
@@ -75,7 +87,7 @@ impl Addrs {
 
 /// One connected client.
 pub struct Conn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub rbuf: BytesMut,
 }
 
@@ -90,7 +102,7 @@ impl Conn {
     /// session (the broker must keep and store what is queued for it).
     pub async fn connect_with(addrs: &Addrs, client_id: &str, clean_session: bool) -> Result<Conn> {
         tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-            let stream = addrs.tcp().await?;
+            let stream = addrs.open().await?;
             let mut conn = Conn {
                 stream,
                 rbuf: BytesMut::with_capacity(4096),
@@ -111,6 +123,7 @@ impl Conn {
         let mut buf = BytesMut::new();
         fogg_codec::encode(packet, VERSION, &mut buf)?;
         self.stream.write_all(&buf).await?;
+        self.stream.flush().await?;
         Ok(())
     }
 

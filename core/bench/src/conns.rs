@@ -125,6 +125,7 @@ pub struct ConnectRateParams {
     pub tag: String,
     pub username: Option<String>,
     pub password: Option<String>,
+    pub fixed_ids: bool,
 }
 
 pub async fn connect_rate(addrs: Arc<Addrs>, p: ConnectRateParams) -> Result<Report> {
@@ -138,12 +139,17 @@ pub async fn connect_rate(addrs: Arc<Addrs>, p: ConnectRateParams) -> Result<Rep
         let tag = p.tag.clone();
         let counter = counter.clone();
         let credentials = credentials.clone();
+        let fixed_ids = p.fixed_ids;
         set.spawn(async move {
             let mut ok = Vec::new();
             let mut errors = Vec::new();
             while Instant::now() < deadline {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
-                let id = format!("{tag}-w{w}-{n}");
+                let id = if fixed_ids {
+                    format!("{tag}-w{w}")
+                } else {
+                    format!("{tag}-w{w}-{n}")
+                };
                 let t = Instant::now();
                 match tokio::time::timeout(
                     client::HANDSHAKE_TIMEOUT,
@@ -182,6 +188,7 @@ pub async fn connect_rate(addrs: Arc<Addrs>, p: ConnectRateParams) -> Result<Rep
         scenario: "connect-rate".into(),
         params: vec![
             ("authenticated", json!(p.username.is_some())),
+            ("fixed_ids", json!(p.fixed_ids)),
             ("concurrency", json!(p.concurrency)),
             ("duration_s", json!(p.duration.as_secs_f64())),
         ],
@@ -203,7 +210,7 @@ async fn cycle(
     client_id: &str,
     credentials: &(Option<String>, Option<String>),
 ) -> Result<()> {
-    let stream = addrs.tcp().await?;
+    let stream = addrs.open().await?;
     let mut conn = Conn {
         stream,
         rbuf: bytes::BytesMut::with_capacity(64),
@@ -220,7 +227,9 @@ async fn cycle(
         other => bail!("expected CONNACK, got {}", other.name()),
     }
     conn.send(&client::disconnect_packet()).await?;
-    conn.stream.shutdown().await?;
+    // The broker may already have closed after the DISCONNECT; over TLS the
+    // close_notify then fails to go out, which is not the cycle's failure.
+    let _ = conn.stream.shutdown().await;
     let mut sink = [0u8; 64];
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         while let Ok(n) = conn.stream.read(&mut sink).await {
