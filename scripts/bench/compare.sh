@@ -39,7 +39,7 @@ usage: $0 [--quick] [--rounds N] [--duration D] [--scenarios a,b,...]
           [--idle-connections N] [--out DIR] [--no-build]
           [--brokers a,b,...] [--baseline NAME] [--transport tcp|tls|ws]
           [--variant NAME=FILE]... [--fogg-conf FILE] [--username U --password P]
-          [--fixed-ids]
+          [--fixed-ids] [--connect-warmup D]
 
   --quick             1 round, 3 s per timed run (smoke test)
   --rounds N          rounds of A B (default 3)
@@ -62,6 +62,7 @@ usage: $0 [--quick] [--rounds N] [--duration D] [--scenarios a,b,...]
                       credentials of every CONNECT in connect-rate
   --fixed-ids         connect-rate: each worker reuses one client id (auth caches
                       are keyed on it)
+  --connect-warmup D  connect-rate: cycles in the first D are not counted
 Environment: MOSQUITTO (default /usr/sbin/mosquitto), CARGO_TARGET_DIR.
 EOF
 }
@@ -87,7 +88,8 @@ while [ $# -gt 0 ]; do
         --fogg-conf) FOGG_CONF="$(realpath "$2")"; shift ;;
         --username) USERNAME="$2"; shift ;;
         --password) PASSWORD="$2"; shift ;;
-        --fixed-ids) CONNECT_EXTRA=" --fixed-ids" ;;
+        --fixed-ids) CONNECT_EXTRA="$CONNECT_EXTRA --fixed-ids" ;;
+        --connect-warmup) CONNECT_EXTRA="$CONNECT_EXTRA --warmup $2"; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown argument: $1" >&2; usage >&2; exit 64 ;;
     esac

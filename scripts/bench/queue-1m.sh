@@ -33,6 +33,9 @@ name = "mqtt"
 bind = "127.0.0.1:$PORT"
 CONF
 
+PID=""
+# The broker never outlives the script, whatever fails.
+trap 'if [ -n "$PID" ]; then kill -KILL "$PID" 2>/dev/null || true; fi; rm -rf "$DIR"' EXIT
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 start() {
     RUST_LOG=warn "$FOGG" --config-dir "$DIR/conf.d" >> "$DIR/fogg.log" 2>&1 &
@@ -60,10 +63,10 @@ t1=$(date +%s.%N)
 echo "restart to listening:        $(echo "$t1 - $t0" | bc) s"
 echo "rss after restart:           $(rss "$PID") KiB"
 t0=$(date +%s.%N)
-got=$(mosquitto_sub -p "$PORT" -i queued -c -q 1 -t 'load/#' -C "$COUNT" -W 600 | wc -l)
+got=$({ mosquitto_sub -p "$PORT" -i queued -c -q 1 -t 'load/#' -C "$COUNT" -W "${DRAIN_TIMEOUT:-600}" || true; } | wc -l)
 t1=$(date +%s.%N)
 echo "drained $got in $(echo "$t1 - $t0" | bc) s"
 echo "rss after draining:          $(rss "$PID") KiB"
 kill -TERM "$PID"; wait "$PID" || true
+PID=""
 echo "load after: $(uptime)"
-rm -rf "$DIR"

@@ -126,11 +126,13 @@ pub struct ConnectRateParams {
     pub username: Option<String>,
     pub password: Option<String>,
     pub fixed_ids: bool,
+    pub warmup: Duration,
 }
 
 pub async fn connect_rate(addrs: Arc<Addrs>, p: ConnectRateParams) -> Result<Report> {
     let start = Instant::now();
-    let deadline = start + p.duration;
+    let measure_from = start + p.warmup;
+    let deadline = measure_from + p.duration;
     let counter = Arc::new(AtomicU64::new(0));
     let credentials = Arc::new((p.username.clone(), p.password.clone()));
     let mut set = JoinSet::new();
@@ -157,7 +159,10 @@ pub async fn connect_rate(addrs: Arc<Addrs>, p: ConnectRateParams) -> Result<Rep
                 )
                 .await
                 {
-                    Ok(Ok(())) => ok.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(0)),
+                    Ok(Ok(())) if t >= measure_from => {
+                        ok.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(0));
+                    }
+                    Ok(Ok(())) => {}
                     Ok(Err(e)) => errors.push(format!("{e:#}")),
                     Err(_) => errors.push("cycle timed out".to_string()),
                 }
@@ -176,7 +181,7 @@ pub async fn connect_rate(addrs: Arc<Addrs>, p: ConnectRateParams) -> Result<Rep
             Err(e) => errors.push(format!("worker: {e}")),
         }
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    let elapsed = measure_from.elapsed().as_secs_f64();
     cycles.sort_unstable();
     let us = |v: Option<u64>| v.unwrap_or(0) as f64 / 1000.0;
     let failed = errors.len();
@@ -189,6 +194,7 @@ pub async fn connect_rate(addrs: Arc<Addrs>, p: ConnectRateParams) -> Result<Rep
         params: vec![
             ("authenticated", json!(p.username.is_some())),
             ("fixed_ids", json!(p.fixed_ids)),
+            ("warmup_s", json!(p.warmup.as_secs_f64())),
             ("concurrency", json!(p.concurrency)),
             ("duration_s", json!(p.duration.as_secs_f64())),
         ],

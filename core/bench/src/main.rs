@@ -147,6 +147,10 @@ enum Scenario {
         /// new id per cycle), so an auth cache keyed on the client id hits.
         #[arg(long)]
         fixed_ids: bool,
+        /// Cycles before this are run but not counted (e.g. while an auth
+        /// cache fills); the measured part still lasts --duration.
+        #[arg(long, default_value = "0s", value_parser = parse_duration)]
+        warmup: Duration,
     },
 }
 
@@ -272,7 +276,9 @@ fn watchdog(s: &Scenario) -> Duration {
             duration, drain, ..
         } => *duration + *drain + slack,
         Scenario::Idle { settle, .. } => *settle * 2 + slack * 2,
-        Scenario::ConnectRate { duration, .. } => *duration + slack,
+        Scenario::ConnectRate {
+            duration, warmup, ..
+        } => *duration + *warmup + slack,
     }
 }
 
@@ -453,6 +459,7 @@ async fn run(cli: Cli) -> Result<Report> {
             username,
             password,
             fixed_ids,
+            warmup,
         } => {
             conns::connect_rate(
                 addrs,
@@ -463,6 +470,7 @@ async fn run(cli: Cli) -> Result<Report> {
                     username,
                     password,
                     fixed_ids,
+                    warmup,
                 },
             )
             .await?
