@@ -20,11 +20,14 @@
 #   pg-crypt-cache     the same behind memcached
 #   pg-sha256          PostgreSQL, hex SHA-256 compared in SQL
 #   pg-sha256-cache    the same behind memcached
-# ACL figures (pairs-q0 and pairs-q1, 50 pairs):
-#   noacl              no rules
+# ACL figures (pairs-q0 and pairs-q1, 50 pairs; every client logs in as
+# "aclbench", whose Redis hash is bcrypt cost 4 so that 100 logins are quick):
+#   noacl              no rules, anonymous allowed (credentials ignored)
 #   acl-static         48 [[acl.rules]]: 46 that do not match the bench's
-#                      anonymous clients, then the allow they do match, then
-#                      a final deny
+#                      clients, then the allow they do match, then a final deny
+#   acl-redis          Redis auth, the user's VerneMQ ACL (loaded at CONNECT):
+#                      24 publish and 24 subscribe patterns that do not match,
+#                      then fogg-bench/#
 #
 # Needs redis-server, memcached, postgres + initdb (scripts/install-test-deps.sh),
 # psql, redis-cli, setpriv (PostgreSQL refuses to run as root), ss.
@@ -161,6 +164,11 @@ BCRYPT="$(psql_run -At -c "SELECT crypt('$PASSWORD', gen_salt('bf', 10))")"
 case "$BCRYPT" in '$2a$10$'*) ;; *) echo "unexpected bcrypt hash from pgcrypto: $BCRYPT" >&2; exit 70 ;; esac
 redis-cli -p "$REDIS_PORT" SET "[\"\",\"*\",\"$USER\"]" \
     "{\"passhash\":\"$BCRYPT\",\"publish_acl\":[{\"pattern\":\"#\"}],\"subscribe_acl\":[{\"pattern\":\"#\"}]}" >/dev/null
+ACL_USER=aclbench
+BCRYPT4="$(psql_run -At -c "SELECT crypt('$PASSWORD', gen_salt('bf', 4))")"
+patterns="$(for i in $(seq 1 24); do printf '{"pattern":"devices/%s/+/cmd"},' "$i"; done)"
+redis-cli -p "$REDIS_PORT" SET "[\"\",\"*\",\"$ACL_USER\"]" \
+    "{\"passhash\":\"$BCRYPT4\",\"publish_acl\":[$patterns{\"pattern\":\"fogg-bench/#\"}],\"subscribe_acl\":[$patterns{\"pattern\":\"fogg-bench/#\"}]}" >/dev/null
 
 # The fogg variants. The same memory store everywhere: connects are measured.
 REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
@@ -209,6 +217,7 @@ printf '[storage]\nbackend = "memory"\n\n%s\n%s\n%s' "$(backend_pg sha256 vmq_au
     printf '\n[[acl.rules]]\npermission = "deny"\naction = "all"\ntopic = "#"\n'
 } > "$CONF/acl-static.toml"
 printf '[storage]\nbackend = "memory"\n' > "$CONF/noacl.toml"
+printf '[storage]\nbackend = "memory"\n\n%s\n%s' "$backend_redis" "$auth_plain" > "$CONF/acl-redis.toml"
 
 variants() { local v; for v in "$@"; do printf -- '--variant %s=%s ' "$v" "$CONF/$v.toml"; done; }
 
@@ -227,7 +236,9 @@ for what in $ONLY; do
             # shellcheck disable=SC2046
             "$ROOT/scripts/bench/compare.sh" $BUILD_FLAG --rounds "$ROUNDS" --duration "$DURATION" \
                 --out "$OUT/acl" --scenarios pairs-q0,pairs-q1 \
-                $(variants acl-static noacl) --brokers acl-static,noacl --baseline noacl
+                --bench-args "--connect-username $ACL_USER --connect-password $PASSWORD" \
+                $(variants acl-static acl-redis noacl) --brokers acl-static,acl-redis,noacl \
+                --baseline noacl
             ;;
         *) echo "unknown --only $what (connect, acl)" >&2; exit 64 ;;
     esac

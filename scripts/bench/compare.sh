@@ -30,6 +30,7 @@ FOGG_CONF=""
 USERNAME=""
 PASSWORD=""
 CONNECT_EXTRA=""
+BENCH_ARGS=""
 declare -A VARIANT_FILE=()
 ALL_SCENARIOS="pairs-q0 pairs-q1 pairs-q2 fan-in-q0 fan-out-q0 latency-q1 idle connect-rate persist-q1 persist-q1-single"
 
@@ -39,7 +40,7 @@ usage: $0 [--quick] [--rounds N] [--duration D] [--scenarios a,b,...]
           [--idle-connections N] [--out DIR] [--no-build]
           [--brokers a,b,...] [--baseline NAME] [--transport tcp|tls|ws]
           [--variant NAME=FILE]... [--fogg-conf FILE] [--username U --password P]
-          [--fixed-ids] [--connect-warmup D]
+          [--fixed-ids] [--connect-warmup D] [--bench-args ARGS]
 
   --quick             1 round, 3 s per timed run (smoke test)
   --rounds N          rounds of A B (default 3)
@@ -63,6 +64,8 @@ usage: $0 [--quick] [--rounds N] [--duration D] [--scenarios a,b,...]
   --fixed-ids         connect-rate: each worker reuses one client id (auth caches
                       are keyed on it)
   --connect-warmup D  connect-rate: cycles in the first D are not counted
+  --bench-args ARGS   more fogg-bench options before the scenario, for every run
+                      (e.g. "--connect-username u --connect-password p")
 Environment: MOSQUITTO (default /usr/sbin/mosquitto), CARGO_TARGET_DIR.
 EOF
 }
@@ -90,6 +93,7 @@ while [ $# -gt 0 ]; do
         --password) PASSWORD="$2"; shift ;;
         --fixed-ids) CONNECT_EXTRA="$CONNECT_EXTRA --fixed-ids" ;;
         --connect-warmup) CONNECT_EXTRA="$CONNECT_EXTRA --warmup $2"; shift ;;
+        --bench-args) BENCH_ARGS="$2"; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown argument: $1" >&2; usage >&2; exit 64 ;;
     esac
@@ -362,6 +366,7 @@ for round in $(seq 1 "$ROUNDS"); do
                 tls) args="--tls --cafile $PKI/ca.crt $args" ;;
                 ws) args="--ws $args" ;;
             esac
+            args="$BENCH_ARGS $args"
             set +e
             # shellcheck disable=SC2086
             timeout 600 "$BENCH" --port "$port" --label "$broker" --json $args \

@@ -23,13 +23,32 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where clients connect to, the loopback source addresses they connect
 /// from (taken in turn, so many connections get past one address's port
-/// range), and the transport they speak.
+/// range), the transport they speak and the credentials their CONNECTs
+/// carry.
 #[derive(Debug)]
 pub struct Addrs {
     pub broker: SocketAddrV4,
     sources: Vec<Ipv4Addr>,
     next: AtomicUsize,
     transport: Transport,
+    credentials: Credentials,
+}
+
+/// Username and password of every CONNECT (both optional).
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl Credentials {
+    /// Puts them into a CONNECT packet.
+    pub fn apply(&self, packet: &mut Packet) {
+        if let Packet::Connect(c) = packet {
+            c.username = self.username.clone();
+            c.password = self.password.clone().map(bytes::Bytes::from);
+        }
+    }
 }
 
 impl Addrs {
@@ -52,11 +71,22 @@ impl Addrs {
             sources,
             next: AtomicUsize::new(0),
             transport,
+            credentials: Credentials::default(),
         })
     }
 
     pub fn source_count(&self) -> usize {
         self.sources.len()
+    }
+
+    /// Every CONNECT made through these addresses carries `credentials`.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Addrs {
+        self.credentials = credentials;
+        self
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
     }
 
     /// A connection to the broker over the transport (TCP with TCP_NODELAY,
@@ -107,7 +137,9 @@ impl Conn {
                 stream,
                 rbuf: BytesMut::with_capacity(4096),
             };
-            conn.send(&connect_packet(client_id, clean_session)).await?;
+            let mut connect = connect_packet(client_id, clean_session);
+            addrs.credentials.apply(&mut connect);
+            conn.send(&connect).await?;
             match conn.recv().await? {
                 Packet::ConnAck(ack) if ack.reason == ReasonCode::Success => Ok(conn),
                 Packet::ConnAck(ack) => bail!("CONNACK refused: {:?}", ack.reason),

@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 
-use crate::client::{self, Addrs, Conn};
+use crate::client::{self, Addrs, Conn, Credentials};
 use crate::report::{Report, percentile};
 
 /// Resident set size of a process in bytes, from /proc/PID/status.
@@ -134,7 +134,14 @@ pub async fn connect_rate(addrs: Arc<Addrs>, p: ConnectRateParams) -> Result<Rep
     let measure_from = start + p.warmup;
     let deadline = measure_from + p.duration;
     let counter = Arc::new(AtomicU64::new(0));
-    let credentials = Arc::new((p.username.clone(), p.password.clone()));
+    let credentials = Arc::new(if p.username.is_some() || p.password.is_some() {
+        Credentials {
+            username: p.username.clone(),
+            password: p.password.clone(),
+        }
+    } else {
+        addrs.credentials().clone()
+    });
     let mut set = JoinSet::new();
     for w in 0..p.concurrency.max(1) {
         let addrs = addrs.clone();
@@ -192,7 +199,7 @@ pub async fn connect_rate(addrs: Arc<Addrs>, p: ConnectRateParams) -> Result<Rep
     Ok(Report {
         scenario: "connect-rate".into(),
         params: vec![
-            ("authenticated", json!(p.username.is_some())),
+            ("authenticated", json!(credentials.username.is_some())),
             ("fixed_ids", json!(p.fixed_ids)),
             ("warmup_s", json!(p.warmup.as_secs_f64())),
             ("concurrency", json!(p.concurrency)),
@@ -211,21 +218,14 @@ pub async fn connect_rate(addrs: Arc<Addrs>, p: ConnectRateParams) -> Result<Rep
 
 /// TCP connect, CONNECT, CONNACK, DISCONNECT, then close and wait for the
 /// broker's side of the close.
-async fn cycle(
-    addrs: &Addrs,
-    client_id: &str,
-    credentials: &(Option<String>, Option<String>),
-) -> Result<()> {
+async fn cycle(addrs: &Addrs, client_id: &str, credentials: &Credentials) -> Result<()> {
     let stream = addrs.open().await?;
     let mut conn = Conn {
         stream,
         rbuf: bytes::BytesMut::with_capacity(64),
     };
     let mut connect = client::connect_packet(client_id, true);
-    if let Packet::Connect(c) = &mut connect {
-        c.username = credentials.0.clone();
-        c.password = credentials.1.clone().map(bytes::Bytes::from);
-    }
+    credentials.apply(&mut connect);
     conn.send(&connect).await?;
     match conn.recv().await? {
         Packet::ConnAck(ack) if ack.reason == ReasonCode::Success => {}

@@ -26,7 +26,7 @@ use clap::{Args, Parser, Subcommand};
 use fogg_codec::QoS;
 use serde_json::json;
 
-use crate::client::Addrs;
+use crate::client::{Addrs, Credentials};
 use crate::flow::{FlowParams, FlowResult, Mode, Topology};
 use crate::report::{Report, percentile};
 use crate::transport::Transport;
@@ -71,6 +71,13 @@ struct Cli {
     /// full handshake each time.
     #[arg(long, requires = "tls")]
     tls_resume: bool,
+    /// Username of every CONNECT (all scenarios; connect-rate's own
+    /// --username, when given, takes precedence).
+    #[arg(long = "connect-username")]
+    connect_username: Option<String>,
+    /// Password of every CONNECT.
+    #[arg(long = "connect-password")]
+    connect_password: Option<String>,
     /// MQTT over WebSocket (subprotocol `mqtt`) at --ws-path.
     #[arg(long)]
     ws: bool,
@@ -285,11 +292,17 @@ fn watchdog(s: &Scenario) -> Duration {
 async fn run(cli: Cli) -> Result<Report> {
     let transport = transport(&cli)?;
     let transport_name = transport.name();
-    let addrs = Arc::new(Addrs::new(
-        SocketAddrV4::new(cli.host, cli.port),
-        cli.source_addrs,
-        transport,
-    )?);
+    let addrs = Arc::new(
+        Addrs::new(
+            SocketAddrV4::new(cli.host, cli.port),
+            cli.source_addrs,
+            transport,
+        )?
+        .with_credentials(Credentials {
+            username: cli.connect_username.clone(),
+            password: cli.connect_password.clone(),
+        }),
+    );
     let tag = format!("fb{}", std::process::id());
     let prefix = format!("fogg-bench/{}", std::process::id());
     let cc = cli.connect_concurrency.max(1);
