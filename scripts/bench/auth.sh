@@ -129,9 +129,11 @@ mkdir -p "$PGDIR"
 chmod 755 "$OUT" "$SERVERS"
 chown postgres: "$PGDIR" 2>/dev/null || chown nobody: "$PGDIR"
 PG_USER="$(stat -c %U "$PGDIR")"
-as_pg() { setpriv --reuid="$PG_USER" --regid="$(id -g "$PG_USER")" --clear-groups -- "$@"; }
-as_pg "$PGBIN/initdb" -D "$PGDIR/data" -U postgres --auth=trust --encoding=UTF8 --locale=C \
-    --no-sync > "$PGDIR/initdb.log" 2>&1
+# exec: started in the background, the job's pid is the server's own, which
+# the cleanup stops.
+as_pg() { exec setpriv --reuid="$PG_USER" --regid="$(id -g "$PG_USER")" --clear-groups -- "$@"; }
+(as_pg "$PGBIN/initdb" -D "$PGDIR/data" -U postgres --auth=trust --encoding=UTF8 --locale=C \
+    --no-sync) > "$PGDIR/initdb.log" 2>&1
 as_pg "$PGBIN/postgres" -D "$PGDIR/data" -p "$PG_PORT" -c listen_addresses=127.0.0.1 \
     -c unix_socket_directories="$PGDIR" -c fsync=off -c shared_buffers=32MB \
     -c max_connections=50 > "$PGDIR/log" 2>&1 &
