@@ -275,3 +275,23 @@ where
         .map(|r| r.unwrap_or_else(|| Err(anyhow!("job did not finish"))))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_go_into_the_connect() {
+        let mut packet = connect_packet("c", true);
+        Credentials {
+            username: Some("u".into()),
+            password: Some("p".into()),
+        }
+        .apply(&mut packet);
+        let Packet::Connect(c) = packet else {
+            panic!("not a CONNECT")
+        };
+        assert_eq!(c.username.as_deref(), Some("u"));
+        assert_eq!(c.password.as_deref(), Some(&b"p"[..]));
+    }
+}

@@ -201,3 +201,38 @@ impl AsyncWrite for WriteHalf {
         delegate!(self, WriteHalf { Tcp, Other }, s => Pin::new(s).poll_shutdown(cx))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_errors_name_the_ca_file() {
+        let missing = Path::new("/nonexistent/fogg-bench-ca.pem");
+        let e = Transport::tls(missing, "localhost", false)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(e.contains("/nonexistent/fogg-bench-ca.pem"), "{e}");
+
+        let dir = std::env::temp_dir().join(format!("fogg-bench-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = Transport::tls(&empty, "localhost", false)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(e.contains("no certificate in"), "{e}");
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(Transport::Tcp.name(), "tcp");
+        let ws = Transport::Ws {
+            url: "ws://127.0.0.1:1/mqtt".into(),
+        };
+        assert_eq!(ws.name(), "ws");
+    }
+}
