@@ -9,6 +9,10 @@
 #   scripts/bench/compare.sh                  # 3 rounds, 5 s per throughput run
 #   scripts/bench/compare.sh --quick          # 1 round, 3 s: a smoke test
 #   scripts/bench/compare.sh --rounds 5 --duration 10s --scenarios pairs-q0,latency-q1
+#   scripts/bench/compare.sh --brokers fogg-os,fogg-fsync,fogg-memory,mosquitto \
+#       --baseline fogg-memory --scenarios persist-q1,persist-q1-single
+#   scripts/bench/compare.sh --transport tls --scenarios connect-rate,pairs-q1
+#   scripts/bench/compare.sh --brokers fogg@ws,fogg@tcp --scenarios pairs-q0
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -19,12 +23,24 @@ OUT=""
 BUILD=1
 IDLE_CONNECTIONS=10000
 MOSQUITTO="${MOSQUITTO:-/usr/sbin/mosquitto}"
+BROKERS="fogg mosquitto"
+BASELINE=""
+TRANSPORT=tcp
+FOGG_CONF=""
+USERNAME=""
+PASSWORD=""
+CONNECT_EXTRA=""
+BENCH_ARGS=""
+declare -A VARIANT_FILE=()
 ALL_SCENARIOS="pairs-q0 pairs-q1 pairs-q2 fan-in-q0 fan-out-q0 latency-q1 idle connect-rate persist-q1 persist-q1-single"
 
 usage() {
     cat <<EOF
 usage: $0 [--quick] [--rounds N] [--duration D] [--scenarios a,b,...]
           [--idle-connections N] [--out DIR] [--no-build]
+          [--brokers a,b,...] [--baseline NAME] [--transport tcp|tls|ws]
+          [--variant NAME=FILE]... [--fogg-conf FILE] [--username U --password P]
+          [--fixed-ids] [--connect-warmup D] [--bench-args ARGS]
 
   --quick             1 round, 3 s per timed run (smoke test)
   --rounds N          rounds of A B (default 3)
@@ -33,6 +49,23 @@ usage: $0 [--quick] [--rounds N] [--duration D] [--scenarios a,b,...]
   --idle-connections  connections held by the idle scenario (default 10000)
   --out DIR           keep logs and results.jsonl here (default: a new temp dir)
   --no-build          use the binaries already built
+  --brokers LIST      brokers run in turn each round (default fogg,mosquitto), each
+                      NAME[@tcp|@tls|@ws]; NAME is mosquitto, fogg, fogg-memory
+                      ([storage] backend = "memory"), fogg-os / fogg-fsync (the
+                      embedded store with durability "os" / "fsync"), or a --variant
+  --baseline NAME     ratios are each broker / this one (default: the last broker)
+  --transport T       transport of brokers given without @T (default tcp); tls makes
+                      a CA and a server certificate (EC P-256) in OUT/pki for both
+  --variant NAME=FILE fogg with FILE added to its conf.d (e.g. [storage], [auth],
+                      [[acl.rules]], [backends.*]); may be repeated
+  --fogg-conf FILE    added to the conf.d of every fogg run (after the variant's)
+  --username U, --password P
+                      credentials of every CONNECT in connect-rate
+  --fixed-ids         connect-rate: each worker reuses one client id (auth caches
+                      are keyed on it)
+  --connect-warmup D  connect-rate: cycles in the first D are not counted
+  --bench-args ARGS   more fogg-bench options before the scenario, for every run
+                      (e.g. "--connect-username u --connect-password p")
 Environment: MOSQUITTO (default /usr/sbin/mosquitto), CARGO_TARGET_DIR.
 EOF
 }
@@ -46,6 +79,21 @@ while [ $# -gt 0 ]; do
         --idle-connections) IDLE_CONNECTIONS="$2"; shift ;;
         --out) OUT="$2"; shift ;;
         --no-build) BUILD=0 ;;
+        --brokers) BROKERS="${2//,/ }"; shift ;;
+        --baseline) BASELINE="$2"; shift ;;
+        --transport) TRANSPORT="$2"; shift ;;
+        --variant)
+            case "$2" in
+                *=*) VARIANT_FILE["${2%%=*}"]="$(realpath "${2#*=}")" ;;
+                *) echo "--variant wants NAME=FILE, not $2" >&2; exit 64 ;;
+            esac
+            shift ;;
+        --fogg-conf) FOGG_CONF="$(realpath "$2")"; shift ;;
+        --username) USERNAME="$2"; shift ;;
+        --password) PASSWORD="$2"; shift ;;
+        --fixed-ids) CONNECT_EXTRA="$CONNECT_EXTRA --fixed-ids" ;;
+        --connect-warmup) CONNECT_EXTRA="$CONNECT_EXTRA --warmup $2"; shift ;;
+        --bench-args) BENCH_ARGS="$2"; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown argument: $1" >&2; usage >&2; exit 64 ;;
     esac
@@ -56,11 +104,43 @@ for s in $SCENARIOS; do
     case " $ALL_SCENARIOS " in *" $s "*) ;; *) echo "unknown scenario: $s" >&2; exit 64 ;; esac
 done
 if ! [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]]; then echo "--rounds must be a positive integer" >&2; exit 64; fi
+# Every broker entry: a known name (or variant) and a known transport.
+NEED_TLS=0
+NEED_MOSQUITTO=0
+LAST_BROKER=""
+for b in $BROKERS; do
+    name="${b%%@*}"
+    t="$TRANSPORT"
+    [[ "$b" == *@* ]] && t="${b#*@}"
+    case "$t" in
+        tcp|ws) ;;
+        tls) NEED_TLS=1 ;;
+        *) echo "unknown transport $t in $b (tcp, tls, ws)" >&2; exit 64 ;;
+    esac
+    case "$name" in
+        mosquitto) NEED_MOSQUITTO=1 ;;
+        fogg|fogg-memory|fogg-os|fogg-fsync) ;;
+        *)
+            if [ -z "${VARIANT_FILE[$name]:-}" ]; then
+                echo "unknown broker $name: not mosquitto, fogg, fogg-memory, fogg-os, fogg-fsync or a --variant" >&2
+                exit 64
+            fi ;;
+    esac
+    LAST_BROKER="$b"
+done
+for f in "${VARIANT_FILE[@]}" $FOGG_CONF; do
+    [ -r "$f" ] || { echo "cannot read $f" >&2; exit 66; }
+done
+BASELINE="${BASELINE:-$LAST_BROKER}"
+case " $BROKERS " in
+    *" $BASELINE "*) ;;
+    *) echo "--baseline $BASELINE is not one of --brokers" >&2; exit 64 ;;
+esac
 
 for tool in ss jq python3 timeout; do
     command -v "$tool" >/dev/null || { echo "compare.sh needs $tool" >&2; exit 69; }
 done
-if [ ! -x "$MOSQUITTO" ]; then
+if [ "$NEED_MOSQUITTO" = 1 ] && [ ! -x "$MOSQUITTO" ]; then
     echo "no mosquitto at $MOSQUITTO (Debian: apt-get install mosquitto)" >&2
     exit 69
 fi
@@ -81,6 +161,28 @@ if [ -z "$OUT" ]; then OUT="$(mktemp -d "${TMPDIR:-/tmp}/fogg-compare.XXXXXX")";
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
 : > "$RESULTS"
+
+# One throw-away CA and server certificate for localhost / 127.0.0.1, used by
+# every TLS broker of the run (the same files for fogg and mosquitto).
+PKI="$OUT/pki"
+if [ "$NEED_TLS" = 1 ]; then
+    command -v openssl >/dev/null || { echo "--transport tls needs openssl" >&2; exit 69; }
+    mkdir -p "$PKI"
+    (
+        cd "$PKI"
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key 2>/dev/null
+        openssl req -x509 -new -key ca.key -subj "/CN=fogg-bench CA" -days 30 -out ca.crt \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out server.key 2>/dev/null
+        openssl req -new -key server.key -subj "/CN=localhost" -out server.csr
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' > server.ext
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+            -extfile server.ext -out server.crt 2>/dev/null
+        # mosquitto drops root for its own user, which must read them.
+        chmod 755 . && chmod 644 ./*
+    )
+fi
+LOAD_BEFORE="$(uptime)"
 
 BROKER_PID=""
 cleanup() {
@@ -106,15 +208,46 @@ free_port() {
     return 1
 }
 
-# start_broker NAME PORT DIR: starts it in the background, sets BROKER_PID,
-# waits until it listens.
+# start_broker NAME TRANSPORT PORT DIR: starts it in the background, sets
+# BROKER_PID, waits until it listens.
 start_broker() {
-    local name="$1" port="$2" dir="$3"
+    local name="$1" transport="$2" port="$3" dir="$4" listener=""
     mkdir -p "$dir"
-    case "$name" in
-        fogg)
-            mkdir -p "$dir/conf.d" "$dir/data"
-            cat > "$dir/conf.d/bench.toml" <<EOF
+    if [ "$name" = mosquitto ]; then
+        # Persistent-session scenarios run mosquitto with its persistence
+        # on (a snapshot every autosave_interval, its default of 30 min).
+        local persistence=false
+        case "${SCENARIO:-}" in persist-*) persistence=true ;; esac
+        case "$transport" in
+            ws) listener="protocol websockets" ;;
+            tls) listener="certfile $PKI/server.crt
+keyfile $PKI/server.key" ;;
+        esac
+        cat > "$dir/mosquitto.conf" <<EOF
+listener $port 127.0.0.1
+$listener
+allow_anonymous true
+max_queued_messages 10000
+persistence $persistence
+persistence_location $dir/
+EOF
+        chmod 644 "$dir/mosquitto.conf"
+        # mosquitto started as root drops to its own user, which must be
+        # able to write its persistence file here.
+        chmod 777 "$dir"
+        "$MOSQUITTO" -c "$dir/mosquitto.conf" > "$dir/broker.log" 2>&1 &
+        BROKER_PID=$!
+    else
+        mkdir -p "$dir/conf.d" "$dir/data"
+        case "$transport" in
+            tcp) listener='kind = "tcp"' ;;
+            ws) listener='kind = "ws"
+ws_path = "/mqtt"' ;;
+            tls) listener="kind = \"tls\"
+certfile = \"$PKI/server.crt\"
+keyfile = \"$PKI/server.key\"" ;;
+        esac
+        cat > "$dir/conf.d/10-bench.toml" <<EOF
 [broker]
 sys_interval = "0s"
 data_dir = "$dir/data"
@@ -122,30 +255,20 @@ data_dir = "$dir/data"
 [[listeners]]
 name = "mqtt"
 bind = "127.0.0.1:$port"
+$listener
 EOF
-            RUST_LOG=warn "$FOGG" --config-dir "$dir/conf.d" > "$dir/broker.log" 2>&1 &
-            BROKER_PID=$!
-            ;;
-        mosquitto)
-            # Persistent-session scenarios run mosquitto with its persistence
-            # on (a snapshot every autosave_interval, its default of 30 min).
-            local persistence=false
-            case "${SCENARIO:-}" in persist-*) persistence=true ;; esac
-            cat > "$dir/mosquitto.conf" <<EOF
-listener $port 127.0.0.1
-allow_anonymous true
-max_queued_messages 10000
-persistence $persistence
-persistence_location $dir/
-EOF
-            chmod 644 "$dir/mosquitto.conf"
-            # mosquitto started as root drops to its own user, which must be
-            # able to write its persistence file here.
-            chmod 777 "$dir"
-            "$MOSQUITTO" -c "$dir/mosquitto.conf" > "$dir/broker.log" 2>&1 &
-            BROKER_PID=$!
-            ;;
-    esac
+        local variant="$dir/conf.d/50-variant.toml"
+        case "$name" in
+            fogg) ;;
+            fogg-memory) printf '[storage]\nbackend = "memory"\n' > "$variant" ;;
+            fogg-os) printf '[storage]\nbackend = "embedded"\ndurability = "os"\n' > "$variant" ;;
+            fogg-fsync) printf '[storage]\nbackend = "embedded"\ndurability = "fsync"\n' > "$variant" ;;
+            *) cp "${VARIANT_FILE[$name]}" "$variant" ;;
+        esac
+        if [ -n "$FOGG_CONF" ]; then cp "$FOGG_CONF" "$dir/conf.d/60-extra.toml"; fi
+        RUST_LOG=warn "$FOGG" --config-dir "$dir/conf.d" > "$dir/broker.log" 2>&1 &
+        BROKER_PID=$!
+    fi
     local i
     for i in $(seq 1 100); do
         if ! alive "$BROKER_PID"; then
@@ -208,7 +331,11 @@ bench_args() {
         fan-out-q0) echo "fan-out --subscribers 500 --qos 0 --duration $DURATION" ;;
         latency-q1) echo "latency --rate 5000 --qos 1 --duration $DURATION" ;;
         idle) echo "idle --connections $IDLE_CONNECTIONS" ;;
-        connect-rate) echo "connect-rate --concurrency 50 --duration $DURATION" ;;
+        connect-rate)
+            local creds=""
+            if [ -n "$USERNAME" ]; then creds="$creds --username $USERNAME"; fi
+            if [ -n "$PASSWORD" ]; then creds="$creds --password $PASSWORD"; fi
+            echo "connect-rate --concurrency 50 --duration $DURATION$creds$CONNECT_EXTRA" ;;
         # Subscribers with clean session off: fogg writes every message to
         # its embedded store before the PUBACK.
         persist-q1) echo "pairs --pairs 50 --qos 1 --inflight 100 --persistent --duration $DURATION" ;;
@@ -216,21 +343,30 @@ bench_args() {
     esac
 }
 
-echo "== $ROUNDS round(s), ${DURATION} runs, scenarios: $SCENARIOS" >&2
+echo "== $ROUNDS round(s), ${DURATION} runs, brokers: $BROKERS (baseline $BASELINE), scenarios: $SCENARIOS" >&2
+echo "== load before: $LOAD_BEFORE" >&2
 echo "== logs and raw results: $OUT" >&2
 for round in $(seq 1 "$ROUNDS"); do
     for scenario in $SCENARIOS; do
-        for broker in fogg mosquitto; do
-            dir="$OUT/r$round/$scenario/$broker"
+        for broker in $BROKERS; do
+            name="${broker%%@*}"
+            transport="$TRANSPORT"
+            [[ "$broker" == *@* ]] && transport="${broker#*@}"
+            dir="$OUT/r$round/$scenario/${broker//@/-}"
             port="$(free_port)"
             SCENARIO="$scenario"
-            if ! start_broker "$broker" "$port" "$dir"; then
+            if ! start_broker "$name" "$transport" "$port" "$dir"; then
                 jq -nc --arg b "$broker" --arg s "$scenario" --argjson r "$round" \
                     '{broker:$b, key:$s, round:$r, rc:-1, ok:false, metrics:{}, errors:["broker did not start"]}' >> "$RESULTS"
                 continue
             fi
             args="$(bench_args "$scenario")"
             if [ "$scenario" = idle ]; then args="$args --broker-pid $BROKER_PID"; fi
+            case "$transport" in
+                tls) args="--tls --cafile $PKI/ca.crt $args" ;;
+                ws) args="--ws $args" ;;
+            esac
+            args="$BENCH_ARGS $args"
             set +e
             # shellcheck disable=SC2086
             timeout 600 "$BENCH" --port "$port" --label "$broker" --json $args \
@@ -253,10 +389,13 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
-python3 - "$RESULTS" "$ROUNDS" "$DURATION" <<'PY' | tee "$OUT/summary.txt"
+LOAD_AFTER="$(uptime)"
+python3 - "$RESULTS" "$ROUNDS" "$DURATION" "$BROKERS" "$BASELINE" "$LOAD_BEFORE" "$LOAD_AFTER" <<'PY' | tee "$OUT/summary.txt"
 import json, statistics, sys
 
 path, rounds, duration = sys.argv[1], sys.argv[2], sys.argv[3]
+brokers, baseline = sys.argv[4].split(), sys.argv[5]
+load_before, load_after = sys.argv[6].strip(), sys.argv[7].strip()
 runs = [json.loads(l) for l in open(path) if l.strip()]
 # scenario key -> [(metric, better)]
 shown = {
@@ -268,6 +407,8 @@ shown = {
     "latency-q1": [("p50_us", "lower"), ("p99_us", "lower"), ("p999_us", "lower")],
     "idle": [("rss_per_conn_kib", "lower")],
     "connect-rate": [("connects_per_s", "higher")],
+    "persist-q1": [("delivered_per_s", "higher")],
+    "persist-q1-single": [("delivered_per_s", "higher")],
 }
 order = [k for k in shown if any(r.get("key") == k for r in runs)]
 
@@ -282,16 +423,26 @@ def fmt(v):
         return "-"
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"
 
-print(f"\nfogg vs mosquitto: medians over {rounds} round(s), {duration} timed runs, fresh broker per run")
-hdr = f"{'scenario':<13} {'metric':<18} {'fogg':>12} {'mosquitto':>12} {'fogg/mosq':>10}  better"
+print(f"\n{' vs '.join(brokers)}: medians over {rounds} round(s), {duration} timed runs, fresh broker per run")
+print(f"load before: {load_before}")
+print(f"load after:  {load_after}")
+others = [b for b in brokers if b != baseline]
+w = max([12] + [len(b) + 1 for b in brokers])
+rw = {b: max(10, len(b) + len(baseline) + 2) for b in others}
+hdr = f"{'scenario':<17} {'metric':<18} " + " ".join(f"{b:>{w}}" for b in brokers)
+hdr += "".join(f" {(b + '/' + baseline):>{rw[b]}}" for b in others) + "  better"
 print(hdr)
 print("-" * len(hdr))
 for key in order:
     for metric, better in shown[key]:
-        f, nf = med(key, "fogg", metric)
-        m, nm = med(key, "mosquitto", metric)
-        ratio = f"{f / m:.2f}x" if f is not None and m not in (None, 0) else "-"
-        print(f"{key:<13} {metric:<18} {fmt(f):>12} {fmt(m):>12} {ratio:>10}  {better}")
+        vals = {b: med(key, b, metric)[0] for b in brokers}
+        base = vals[baseline]
+        line = f"{key:<17} {metric:<18} " + " ".join(f"{fmt(vals[b]):>{w}}" for b in brokers)
+        for b in others:
+            v = vals[b]
+            ratio = f"{v / base:.2f}x" if v is not None and base not in (None, 0) else "-"
+            line += f" {ratio:>{rw[b]}}"
+        print(line + f"  {better}")
 
 # Everything that was not clean: loss, duplicates, reordering, errors, crashes.
 notes = []

@@ -4,26 +4,38 @@
 # RSS of a restart with that queue, and the time to drain it. Release build.
 #
 #   scripts/bench/queue-1m.sh [COUNT]        # default 1000000
+#   NO_BUILD=1 DURABILITY=fsync scripts/bench/queue-1m.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 COUNT="${1:-1000000}"
 cd "$ROOT"
-cargo build --release --bin fogg -q
+if [ -z "${NO_BUILD:-}" ]; then cargo build --release --bin fogg -q; fi
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 FOGG="$TARGET/release/fogg"
 DIR="$(mktemp -d)"
-PORT=18830
+# A free port above the ephemeral range, as compare.sh picks them.
+PORT=""
+for _ in $(seq 1 100); do
+    p=$((61000 + RANDOM % 4500))
+    if [ -z "$(ss -Htan "( sport = :$p )" 2>/dev/null)" ]; then PORT=$p; break; fi
+done
+[ -n "$PORT" ] || { echo "no free port found" >&2; exit 1; }
 mkdir -p "$DIR/conf.d" "$DIR/data"
 cat > "$DIR/conf.d/q.toml" <<CONF
 [broker]
 sys_interval = "0s"
 data_dir = "$DIR/data"
 max_offline_messages = 0
+[storage]
+durability = "${DURABILITY:-os}"
 [[listeners]]
 name = "mqtt"
 bind = "127.0.0.1:$PORT"
 CONF
 
+PID=""
+# The broker never outlives the script, whatever fails.
+trap 'if [ -n "$PID" ]; then kill -KILL "$PID" 2>/dev/null || true; fi; rm -rf "$DIR"' EXIT
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 start() {
     RUST_LOG=warn "$FOGG" --config-dir "$DIR/conf.d" >> "$DIR/fogg.log" 2>&1 &
@@ -31,6 +43,8 @@ start() {
     until ss -Htln "( sport = :$PORT )" | grep -q .; do sleep 0.02; done
 }
 
+echo "load before: $(uptime)"
+echo "durability: ${DURABILITY:-os}, $COUNT messages, $FOGG"
 start
 mosquitto_sub -p "$PORT" -i queued -c -q 1 -t 'load/#' -E
 echo "rss idle with the session:  $(rss "$PID") KiB"
@@ -49,9 +63,10 @@ t1=$(date +%s.%N)
 echo "restart to listening:        $(echo "$t1 - $t0" | bc) s"
 echo "rss after restart:           $(rss "$PID") KiB"
 t0=$(date +%s.%N)
-got=$(mosquitto_sub -p "$PORT" -i queued -c -q 1 -t 'load/#' -C "$COUNT" -W 600 | wc -l)
+got=$({ mosquitto_sub -p "$PORT" -i queued -c -q 1 -t 'load/#' -C "$COUNT" -W "${DRAIN_TIMEOUT:-600}" || true; } | wc -l)
 t1=$(date +%s.%N)
 echo "drained $got in $(echo "$t1 - $t0" | bc) s"
 echo "rss after draining:          $(rss "$PID") KiB"
 kill -TERM "$PID"; wait "$PID" || true
-rm -rf "$DIR"
+PID=""
+echo "load after: $(uptime)"

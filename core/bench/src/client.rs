@@ -11,7 +11,9 @@ use fogg_codec::{
     SubscriptionOptions,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
+
+use crate::transport::{Stream, Transport};
 
 pub const VERSION: ProtocolVersion = ProtocolVersion::V3_1_1;
 /// Largest packet a client accepts.
@@ -19,19 +21,39 @@ pub const MAX_PACKET: u32 = 1 << 20;
 /// Time allowed for a TCP connect plus CONNECT/CONNACK, or a SUBSCRIBE/SUBACK.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where clients connect to, and the loopback source addresses they connect
+/// Where clients connect to, the loopback source addresses they connect
 /// from (taken in turn, so many connections get past one address's port
-/// range).
+/// range), the transport they speak and the credentials their CONNECTs
+/// carry.
 #[derive(Debug)]
 pub struct Addrs {
     pub broker: SocketAddrV4,
     sources: Vec<Ipv4Addr>,
     next: AtomicUsize,
+    transport: Transport,
+    credentials: Credentials,
+}
+
+/// Username and password of every CONNECT (both optional).
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl Credentials {
+    /// Puts them into a CONNECT packet.
+    pub fn apply(&self, packet: &mut Packet) {
+        if let Packet::Connect(c) = packet {
+            c.username = self.username.clone();
+            c.password = self.password.clone().map(bytes::Bytes::from);
+        }
+    }
 }
 
 impl Addrs {
     /// `sources` addresses 127.0.0.2, .3, ...; only loopback brokers.
-    pub fn new(broker: SocketAddrV4, sources: u8) -> Result<Addrs> {
+    pub fn new(broker: SocketAddrV4, sources: u8, transport: Transport) -> Result<Addrs> {
         if !broker.ip().is_loopback() {
             bail!(
                 "only loopback broker addresses (127.0.0.0/8) are allowed, not {}",
@@ -48,6 +70,8 @@ impl Addrs {
             broker,
             sources,
             next: AtomicUsize::new(0),
+            transport,
+            credentials: Credentials::default(),
         })
     }
 
@@ -55,9 +79,27 @@ impl Addrs {
         self.sources.len()
     }
 
+    /// Every CONNECT made through these addresses carries `credentials`.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Addrs {
+        self.credentials = credentials;
+        self
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// A connection to the broker over the transport (TCP with TCP_NODELAY,
+    /// then the TLS handshake or WebSocket upgrade), from the next source
+    /// address.
+    pub async fn open(&self) -> Result<Stream> {
+        let tcp = self.tcp().await?;
+        self.transport.wrap(tcp).await
+    }
+
     /// A TCP connection to the broker with TCP_NODELAY, from the next source
     /// address.
-    pub async fn tcp(&self) -> Result<TcpStream> {
+    async fn tcp(&self) -> Result<tokio::net::TcpStream> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.sources.len();
         let src = SocketAddr::V4(SocketAddrV4::new(self.sources[i], 0));
         let socket = TcpSocket::new_v4()?;
@@ -75,7 +117,7 @@ impl Addrs {
 
 /// One connected client.
 pub struct Conn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub rbuf: BytesMut,
 }
 
@@ -90,12 +132,14 @@ impl Conn {
     /// session (the broker must keep and store what is queued for it).
     pub async fn connect_with(addrs: &Addrs, client_id: &str, clean_session: bool) -> Result<Conn> {
         tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-            let stream = addrs.tcp().await?;
+            let stream = addrs.open().await?;
             let mut conn = Conn {
                 stream,
                 rbuf: BytesMut::with_capacity(4096),
             };
-            conn.send(&connect_packet(client_id, clean_session)).await?;
+            let mut connect = connect_packet(client_id, clean_session);
+            addrs.credentials.apply(&mut connect);
+            conn.send(&connect).await?;
             match conn.recv().await? {
                 Packet::ConnAck(ack) if ack.reason == ReasonCode::Success => Ok(conn),
                 Packet::ConnAck(ack) => bail!("CONNACK refused: {:?}", ack.reason),
@@ -111,6 +155,7 @@ impl Conn {
         let mut buf = BytesMut::new();
         fogg_codec::encode(packet, VERSION, &mut buf)?;
         self.stream.write_all(&buf).await?;
+        self.stream.flush().await?;
         Ok(())
     }
 
@@ -229,4 +274,24 @@ where
     out.into_iter()
         .map(|r| r.unwrap_or_else(|| Err(anyhow!("job did not finish"))))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_go_into_the_connect() {
+        let mut packet = connect_packet("c", true);
+        Credentials {
+            username: Some("u".into()),
+            password: Some("p".into()),
+        }
+        .apply(&mut packet);
+        let Packet::Connect(c) = packet else {
+            panic!("not a CONNECT")
+        };
+        assert_eq!(c.username.as_deref(), Some("u"));
+        assert_eq!(c.password.as_deref(), Some(&b"p"[..]));
+    }
 }

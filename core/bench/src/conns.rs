@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 
-use crate::client::{self, Addrs, Conn};
+use crate::client::{self, Addrs, Conn, Credentials};
 use crate::report::{Report, percentile};
 
 /// Resident set size of a process in bytes, from /proc/PID/status.
@@ -125,25 +125,40 @@ pub struct ConnectRateParams {
     pub tag: String,
     pub username: Option<String>,
     pub password: Option<String>,
+    pub fixed_ids: bool,
+    pub warmup: Duration,
 }
 
 pub async fn connect_rate(addrs: Arc<Addrs>, p: ConnectRateParams) -> Result<Report> {
     let start = Instant::now();
-    let deadline = start + p.duration;
+    let measure_from = start + p.warmup;
+    let deadline = measure_from + p.duration;
     let counter = Arc::new(AtomicU64::new(0));
-    let credentials = Arc::new((p.username.clone(), p.password.clone()));
+    let credentials = Arc::new(if p.username.is_some() || p.password.is_some() {
+        Credentials {
+            username: p.username.clone(),
+            password: p.password.clone(),
+        }
+    } else {
+        addrs.credentials().clone()
+    });
     let mut set = JoinSet::new();
     for w in 0..p.concurrency.max(1) {
         let addrs = addrs.clone();
         let tag = p.tag.clone();
         let counter = counter.clone();
         let credentials = credentials.clone();
+        let fixed_ids = p.fixed_ids;
         set.spawn(async move {
             let mut ok = Vec::new();
             let mut errors = Vec::new();
             while Instant::now() < deadline {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
-                let id = format!("{tag}-w{w}-{n}");
+                let id = if fixed_ids {
+                    format!("{tag}-w{w}")
+                } else {
+                    format!("{tag}-w{w}-{n}")
+                };
                 let t = Instant::now();
                 match tokio::time::timeout(
                     client::HANDSHAKE_TIMEOUT,
@@ -151,7 +166,10 @@ pub async fn connect_rate(addrs: Arc<Addrs>, p: ConnectRateParams) -> Result<Rep
                 )
                 .await
                 {
-                    Ok(Ok(())) => ok.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(0)),
+                    Ok(Ok(())) if t >= measure_from => {
+                        ok.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(0));
+                    }
+                    Ok(Ok(())) => {}
                     Ok(Err(e)) => errors.push(format!("{e:#}")),
                     Err(_) => errors.push("cycle timed out".to_string()),
                 }
@@ -170,7 +188,7 @@ pub async fn connect_rate(addrs: Arc<Addrs>, p: ConnectRateParams) -> Result<Rep
             Err(e) => errors.push(format!("worker: {e}")),
         }
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    let elapsed = measure_from.elapsed().as_secs_f64();
     cycles.sort_unstable();
     let us = |v: Option<u64>| v.unwrap_or(0) as f64 / 1000.0;
     let failed = errors.len();
@@ -181,7 +199,9 @@ pub async fn connect_rate(addrs: Arc<Addrs>, p: ConnectRateParams) -> Result<Rep
     Ok(Report {
         scenario: "connect-rate".into(),
         params: vec![
-            ("authenticated", json!(p.username.is_some())),
+            ("authenticated", json!(credentials.username.is_some())),
+            ("fixed_ids", json!(p.fixed_ids)),
+            ("warmup_s", json!(p.warmup.as_secs_f64())),
             ("concurrency", json!(p.concurrency)),
             ("duration_s", json!(p.duration.as_secs_f64())),
         ],
@@ -198,21 +218,14 @@ pub async fn connect_rate(addrs: Arc<Addrs>, p: ConnectRateParams) -> Result<Rep
 
 /// TCP connect, CONNECT, CONNACK, DISCONNECT, then close and wait for the
 /// broker's side of the close.
-async fn cycle(
-    addrs: &Addrs,
-    client_id: &str,
-    credentials: &(Option<String>, Option<String>),
-) -> Result<()> {
-    let stream = addrs.tcp().await?;
+async fn cycle(addrs: &Addrs, client_id: &str, credentials: &Credentials) -> Result<()> {
+    let stream = addrs.open().await?;
     let mut conn = Conn {
         stream,
         rbuf: bytes::BytesMut::with_capacity(64),
     };
     let mut connect = client::connect_packet(client_id, true);
-    if let Packet::Connect(c) = &mut connect {
-        c.username = credentials.0.clone();
-        c.password = credentials.1.clone().map(bytes::Bytes::from);
-    }
+    credentials.apply(&mut connect);
     conn.send(&connect).await?;
     match conn.recv().await? {
         Packet::ConnAck(ack) if ack.reason == ReasonCode::Success => {}
@@ -220,7 +233,9 @@ async fn cycle(
         other => bail!("expected CONNACK, got {}", other.name()),
     }
     conn.send(&client::disconnect_packet()).await?;
-    conn.stream.shutdown().await?;
+    // The broker may already have closed after the DISCONNECT; over TLS the
+    // close_notify then fails to go out, which is not the cycle's failure.
+    let _ = conn.stream.shutdown().await;
     let mut sink = [0u8; 64];
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         while let Ok(n) = conn.stream.read(&mut sink).await {

@@ -18,11 +18,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::transport::{ReadHalf, WriteHalf};
 use anyhow::{Result, anyhow, bail};
 use bytes::BytesMut;
 use fogg_codec::{Packet, PubAck, QoS};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::sleep_until;
 
@@ -455,7 +455,7 @@ async fn subscriber(
             }
         }
         if !acks.is_empty() {
-            if let Err(e) = stream.write_all(&acks).await {
+            if let Err(e) = write_out(&mut stream, &acks).await {
                 out.error = Some(format!("write: {e}"));
                 break 'run;
             }
@@ -465,7 +465,7 @@ async fn subscriber(
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let mut buf = BytesMut::new();
         let _ = client::put(&client::disconnect_packet(), &mut buf);
-        let _ = stream.write_all(&buf).await;
+        let _ = write_out(&mut stream, &buf).await;
         let _ = stream.shutdown().await;
     })
     .await;
@@ -487,7 +487,7 @@ struct AckStats {
 /// Reads PUBACK (QoS 1) or PUBREC/PUBCOMP (QoS 2) for a publisher; PUBRECs
 /// are handed to the writer, which answers them with PUBREL.
 async fn ack_reader(
-    mut rd: OwnedReadHalf,
+    mut rd: ReadHalf,
     mut rbuf: BytesMut,
     shared: Arc<PubShared>,
     qos: QoS,
@@ -606,7 +606,7 @@ async fn publisher(
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let mut buf = BytesMut::new();
         let _ = client::put(&client::disconnect_packet(), &mut buf);
-        let _ = wr.write_all(&buf).await;
+        let _ = write_out(&mut wr, &buf).await;
         let _ = wr.shutdown().await;
     })
     .await;
@@ -626,6 +626,13 @@ async fn publisher(
     out
 }
 
+/// Writes `buf` and flushes it: a no-op on TCP; TLS and WebSocket streams
+/// may hold written bytes until flushed.
+async fn write_out<W: AsyncWrite + Unpin>(w: &mut W, buf: &[u8]) -> std::io::Result<()> {
+    w.write_all(buf).await?;
+    w.flush().await
+}
+
 fn put_pubrels(rel_rx: &mut mpsc::UnboundedReceiver<u16>, buf: &mut BytesMut) -> Result<()> {
     while let Ok(pid) = rel_rx.try_recv() {
         client::put(&Packet::PubRel(PubAck::new(pid)), buf)?;
@@ -636,7 +643,7 @@ fn put_pubrels(rel_rx: &mut mpsc::UnboundedReceiver<u16>, buf: &mut BytesMut) ->
 #[allow(clippy::too_many_arguments)]
 async fn closed_loop(
     id: u32,
-    wr: &mut OwnedWriteHalf,
+    wr: &mut WriteHalf,
     template: &PublishTemplate,
     shared: &PubShared,
     rel_rx: &mut mpsc::UnboundedReceiver<u16>,
@@ -720,7 +727,7 @@ async fn closed_loop(
             }
         }
         if !buf.is_empty() {
-            wr.write_all(&buf).await?;
+            write_out(wr, &buf).await?;
             shared.sent.store(seq, Ordering::Relaxed);
             continue;
         }
@@ -749,7 +756,7 @@ async fn closed_loop(
                     buf.clear();
                     client::put(&Packet::PubRel(PubAck::new(pid)), &mut buf)?;
                     put_pubrels(rel_rx, &mut buf)?;
-                    wr.write_all(&buf).await?;
+                    write_out(wr, &buf).await?;
                 }
             }
             _ = tick.tick() => {}
@@ -760,7 +767,7 @@ async fn closed_loop(
 #[allow(clippy::too_many_arguments)]
 async fn open_loop(
     id: u32,
-    wr: &mut OwnedWriteHalf,
+    wr: &mut WriteHalf,
     template: &PublishTemplate,
     shared: &PubShared,
     rel_rx: &mut mpsc::UnboundedReceiver<u16>,
@@ -793,7 +800,7 @@ async fn open_loop(
                 },
                 &mut buf,
             );
-            wr.write_all(&buf).await?;
+            write_out(wr, &buf).await?;
             seq += 1;
             shared.sent.store(seq, Ordering::Relaxed);
             due += interval;
@@ -801,7 +808,7 @@ async fn open_loop(
         buf.clear();
         put_pubrels(rel_rx, &mut buf)?;
         if !buf.is_empty() {
-            wr.write_all(&buf).await?;
+            write_out(wr, &buf).await?;
         }
         let wake = due.max(Instant::now() + Duration::from_micros(100));
         tokio::select! {
@@ -809,7 +816,7 @@ async fn open_loop(
                 if let Some(pid) = pid {
                     buf.clear();
                     client::put(&Packet::PubRel(PubAck::new(pid)), &mut buf)?;
-                    wr.write_all(&buf).await?;
+                    write_out(wr, &buf).await?;
                 }
             }
             _ = sleep_until(wake.min(clock.deadline).into()) => {}
@@ -824,7 +831,7 @@ async fn open_loop(
         buf.clear();
         put_pubrels(rel_rx, &mut buf)?;
         if !buf.is_empty() {
-            wr.write_all(&buf).await?;
+            write_out(wr, &buf).await?;
         }
         tokio::select! {
             _ = shared.notify.notified() => {}
@@ -832,7 +839,7 @@ async fn open_loop(
                 if let Some(pid) = pid {
                     buf.clear();
                     client::put(&Packet::PubRel(PubAck::new(pid)), &mut buf)?;
-                    wr.write_all(&buf).await?;
+                    write_out(wr, &buf).await?;
                 }
             }
             _ = sleep_until(clock.drain_deadline.into()) => {}

@@ -12,8 +12,11 @@ mod flow;
 mod payload;
 mod report;
 mod tracker;
+mod transport;
+mod ws;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,9 +26,10 @@ use clap::{Args, Parser, Subcommand};
 use fogg_codec::QoS;
 use serde_json::json;
 
-use crate::client::Addrs;
+use crate::client::{Addrs, Credentials};
 use crate::flow::{FlowParams, FlowResult, Mode, Topology};
 use crate::report::{Report, percentile};
+use crate::transport::Transport;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,6 +58,31 @@ struct Cli {
     /// Connections opened at once during setup.
     #[arg(long, default_value_t = 100)]
     connect_concurrency: usize,
+    /// MQTT over TLS; the server certificate must chain to --cafile.
+    #[arg(long, requires = "cafile", conflicts_with = "ws")]
+    tls: bool,
+    /// PEM CA certificates trusted for --tls.
+    #[arg(long, requires = "tls")]
+    cafile: Option<PathBuf>,
+    /// Name the server certificate is checked against (a DNS name or an IP).
+    #[arg(long, default_value = "localhost")]
+    tls_server_name: String,
+    /// Resume TLS sessions (tickets / IDs) on new connections instead of a
+    /// full handshake each time.
+    #[arg(long, requires = "tls")]
+    tls_resume: bool,
+    /// Username of every CONNECT (all scenarios; connect-rate's own
+    /// --username, when given, takes precedence).
+    #[arg(long = "connect-username")]
+    connect_username: Option<String>,
+    /// Password of every CONNECT.
+    #[arg(long = "connect-password")]
+    connect_password: Option<String>,
+    /// MQTT over WebSocket (subprotocol `mqtt`) at --ws-path.
+    #[arg(long)]
+    ws: bool,
+    #[arg(long, default_value = "/mqtt")]
+    ws_path: String,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -121,6 +150,14 @@ enum Scenario {
         /// Password for every CONNECT.
         #[arg(long)]
         password: Option<String>,
+        /// Each worker reuses one client id for all its cycles (default: a
+        /// new id per cycle), so an auth cache keyed on the client id hits.
+        #[arg(long)]
+        fixed_ids: bool,
+        /// Cycles before this are run but not counted (e.g. while an auth
+        /// cache fills); the measured part still lasts --duration.
+        #[arg(long, default_value = "0s", value_parser = parse_duration)]
+        warmup: Duration,
     },
 }
 
@@ -246,15 +283,26 @@ fn watchdog(s: &Scenario) -> Duration {
             duration, drain, ..
         } => *duration + *drain + slack,
         Scenario::Idle { settle, .. } => *settle * 2 + slack * 2,
-        Scenario::ConnectRate { duration, .. } => *duration + slack,
+        Scenario::ConnectRate {
+            duration, warmup, ..
+        } => *duration + *warmup + slack,
     }
 }
 
 async fn run(cli: Cli) -> Result<Report> {
-    let addrs = Arc::new(Addrs::new(
-        SocketAddrV4::new(cli.host, cli.port),
-        cli.source_addrs,
-    )?);
+    let transport = transport(&cli)?;
+    let transport_name = transport.name();
+    let addrs = Arc::new(
+        Addrs::new(
+            SocketAddrV4::new(cli.host, cli.port),
+            cli.source_addrs,
+            transport,
+        )?
+        .with_credentials(Credentials {
+            username: cli.connect_username.clone(),
+            password: cli.connect_password.clone(),
+        }),
+    );
     let tag = format!("fb{}", std::process::id());
     let prefix = format!("fogg-bench/{}", std::process::id());
     let cc = cli.connect_concurrency.max(1);
@@ -423,6 +471,8 @@ async fn run(cli: Cli) -> Result<Report> {
             concurrency,
             username,
             password,
+            fixed_ids,
+            warmup,
         } => {
             conns::connect_rate(
                 addrs,
@@ -432,13 +482,35 @@ async fn run(cli: Cli) -> Result<Report> {
                     tag,
                     username,
                     password,
+                    fixed_ids,
+                    warmup,
                 },
             )
             .await?
         }
     };
     report.label = cli.label;
+    report.params.push(("transport", json!(transport_name)));
     Ok(report)
+}
+
+fn transport(cli: &Cli) -> Result<Transport> {
+    if cli.tls {
+        let cafile = cli
+            .cafile
+            .as_deref()
+            .ok_or_else(|| anyhow!("--tls needs --cafile"))?;
+        return Transport::tls(cafile, &cli.tls_server_name, cli.tls_resume);
+    }
+    if cli.ws {
+        if !cli.ws_path.starts_with('/') {
+            bail!("--ws-path must start with `/`, not {:?}", cli.ws_path);
+        }
+        return Ok(Transport::Ws {
+            url: format!("ws://{}:{}{}", cli.host, cli.port, cli.ws_path),
+        });
+    }
+    Ok(Transport::Tcp)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -561,11 +633,34 @@ mod tests {
             Cli::try_parse_from(args).unwrap();
         }
         assert!(Cli::try_parse_from(["fogg-bench", "pairs", "--qos", "3"]).is_err());
+        // TLS needs its CA; TLS and WebSocket exclude each other.
+        assert!(Cli::try_parse_from(["fogg-bench", "--tls", "pairs"]).is_err());
+        assert!(
+            Cli::try_parse_from(["fogg-bench", "--tls", "--cafile", "ca.pem", "--ws", "pairs"])
+                .is_err()
+        );
+        Cli::try_parse_from(["fogg-bench", "--tls", "--cafile", "ca.pem", "pairs"]).unwrap();
+        Cli::try_parse_from(["fogg-bench", "--ws", "pairs"]).unwrap();
     }
 
     #[test]
     fn only_loopback_brokers() {
-        assert!(Addrs::new(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1883), 4).is_err());
-        assert!(Addrs::new(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 1883), 4).is_ok());
+        let tcp = || Transport::Tcp;
+        assert!(
+            Addrs::new(
+                SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1883),
+                4,
+                tcp()
+            )
+            .is_err()
+        );
+        assert!(
+            Addrs::new(
+                SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 1883),
+                4,
+                tcp()
+            )
+            .is_ok()
+        );
     }
 }
