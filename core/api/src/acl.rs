@@ -6,6 +6,8 @@
 //! layout into [`AclRules`]; the broker evaluates them. The type is plain data
 //! (serde) so an answer can be cached outside the broker (memcached, Redis).
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use fogg_codec::QoS;
 use serde::{Deserialize, Serialize};
@@ -199,10 +201,11 @@ impl SubscribeRule {
 /// `%u`, `%c`, `%m` replaced by username, client id and mountpoint where they
 /// fill a whole topic level. A value that is missing or empty, or that would
 /// change the filter's structure (`/`, `+`, `#`), makes the rule not apply:
-/// `None`.
-pub fn substitute(pattern: &str, client: &ClientInfo) -> Option<String> {
+/// `None`. A pattern without `%` comes back borrowed: checking a PUBLISH
+/// against static rules allocates nothing.
+pub fn substitute<'a>(pattern: &'a str, client: &ClientInfo) -> Option<Cow<'a, str>> {
     if !pattern.contains('%') {
-        return Some(pattern.to_owned());
+        return Some(Cow::Borrowed(pattern));
     }
     let mut levels = Vec::new();
     for level in pattern.split('/') {
@@ -218,7 +221,7 @@ pub fn substitute(pattern: &str, client: &ClientInfo) -> Option<String> {
             None => levels.push(level),
         }
     }
-    Some(levels.join("/"))
+    Some(Cow::Owned(levels.join("/")))
 }
 
 /// Whether a rule's `pattern` covers `target`, a topic or a subscription
