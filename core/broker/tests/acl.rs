@@ -997,3 +997,27 @@ async fn a_failing_backend_is_server_unavailable_unless_passed_over() {
     assert_eq!(reason, ReasonCode::Success);
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn clients_cannot_publish_to_sys_topics() {
+    let broker = start_with_rules(vec![rule(Allow, All, "#")]).await;
+    let mut monitor = RawClient::connected(broker.addr, V5, "sys-monitor").await;
+    assert_eq!(
+        monitor.subscribe("$SYS/#", QoS::AtLeastOnce).await.reasons,
+        vec![ReasonCode::GrantedQoS1]
+    );
+    let mut faker = RawClient::connected(broker.addr, V5, "sys-faker").await;
+    for topic in ["$SYS/broker/clients/connected", "$SYS"] {
+        assert_eq!(
+            faker.publish(topic, b"0", QoS::AtLeastOnce, false).await,
+            ReasonCode::NotAuthorized
+        );
+    }
+    // Other `$` topics are the clients' to use.
+    assert_eq!(
+        faker.publish("$app/x", b"1", QoS::AtLeastOnce, false).await,
+        ReasonCode::NoMatchingSubscribers
+    );
+    monitor.expect_nothing().await;
+    broker.shutdown().await;
+}

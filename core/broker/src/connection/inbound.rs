@@ -324,6 +324,12 @@ where
             }
             return Ok(ReasonCode::PayloadFormatInvalid);
         }
+        // `$SYS` is the broker's own: a client's PUBLISH there would pass
+        // for broker statistics at every monitoring subscriber.
+        if publish.topic == "$SYS" || publish.topic.starts_with("$SYS/") {
+            tracing::debug!(topic = %publish.topic, "PUBLISH to $SYS refused");
+            return Ok(ReasonCode::NotAuthorized);
+        }
         let mut publish = publish;
         let mut mountpoint = None;
         match self.may_publish(client, &publish).await {
