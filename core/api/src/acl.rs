@@ -128,6 +128,14 @@ impl From<Decision> for SubscribeDecision {
 }
 
 impl AclRules {
+    /// Whether no publish rule limits the payload size, so a decision
+    /// depends only on the client, the topic, the QoS and the retain flag.
+    pub fn payload_unlimited(&self) -> bool {
+        self.publish
+            .iter()
+            .all(|rule| rule.max_payload_size >= DEFAULT_MAX_PAYLOAD)
+    }
+
     /// Rules that allow everything (a superuser).
     pub fn allow_all() -> AclRules {
         AclRules {
@@ -405,6 +413,17 @@ mod tests {
                 replace: Some(rewrite)
             }
         );
+    }
+
+    #[test]
+    fn only_rules_without_payload_limits_are_payload_unlimited() {
+        let mut rules = AclRules::allow_all();
+        assert!(rules.payload_unlimited());
+        rules.publish.push(PublishRule {
+            max_payload_size: 10,
+            ..PublishRule::pattern("small/#")
+        });
+        assert!(!rules.payload_unlimited());
     }
 
     #[test]

@@ -20,13 +20,18 @@ pub(crate) enum Action {
     Subscribe,
 }
 
-/// Who decided, so the caller knows whether the answer may be cached.
+/// Whether an answer holds for every PUBLISH to the same topic with the
+/// same QoS and retain flag, so the connection may keep it per topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Source {
-    /// Static rules or the connection's own rules: as fast as a cache.
-    Local,
-    /// An authorizer of the chain.
-    Chain,
+    /// Nothing to ask (no rules, no authorizer): as cheap as a cache.
+    Nobody,
+    /// Depends on more (the payload size, under the connection's own rules
+    /// with a `max_payload_size`): asked every time.
+    PerMessage,
+    /// Static rules (they see only the client and the topic), the
+    /// connection's own rules without payload limits, or an authorizer.
+    PerTopic,
 }
 
 pub(crate) struct Acl {
@@ -64,26 +69,30 @@ impl Acl {
                 Permission::Allow => PublishDecision::Allow(None),
                 Permission::Deny => PublishDecision::Deny,
             };
-            return Ok((decision, Source::Local));
+            return Ok((decision, Source::PerTopic));
         }
         if let Some(rules) = own_rules {
-            return Ok((rules.check_publish(client, request), Source::Local));
+            let source = if rules.payload_unlimited() {
+                Source::PerTopic
+            } else {
+                Source::PerMessage
+            };
+            return Ok((rules.check_publish(client, request), source));
         }
         let mut asked = false;
         for (link, authorizer) in authorizers(chain) {
             asked = true;
             match authorizer.authorize_publish(client, request).await {
                 Ok(PublishDecision::Next) => {}
-                Ok(decision) => return Ok((decision, Source::Chain)),
+                Ok(decision) => return Ok((decision, Source::PerTopic)),
                 Err(e) => skip_or_fail(link, e)?,
             }
         }
-        let decision = if asked {
-            PublishDecision::Deny
+        Ok(if asked {
+            (PublishDecision::Deny, Source::PerTopic)
         } else {
-            PublishDecision::Allow(None)
-        };
-        Ok((decision, Source::Chain))
+            (PublishDecision::Allow(None), Source::Nobody)
+        })
     }
 
     /// Full check of one SUBSCRIBE filter. The answer is never `Next`.

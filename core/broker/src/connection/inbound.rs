@@ -387,9 +387,10 @@ where
         Box::pin(super::authz::refresh(&self.broker, client)).await
     }
 
-    /// The ACL's answer for a PUBLISH. Answers of the chain's authorizers are
-    /// kept for the connection; the connection's own rules are as fast as a
-    /// cache and depend on the payload size, so they are asked every time.
+    /// The ACL's answer for a PUBLISH, kept per topic for the connection
+    /// when it depends only on the topic, QoS and retain flag (static rules,
+    /// own rules without payload limits, the chain's authorizers), so a
+    /// client publishing to the same topics asks once.
     async fn may_publish(&mut self, client: &mut Client, publish: &Publish) -> PublishDecision {
         // Backends may answer differently per QoS and retain flag: one answer each.
         let slot = publish.qos as usize * 2 + usize::from(publish.retain);
@@ -418,8 +419,8 @@ where
             )
             .await
         {
-            Ok((decision, Source::Local)) => decision,
-            Ok((decision, Source::Chain)) => {
+            Ok((decision, Source::Nobody | Source::PerMessage)) => decision,
+            Ok((decision, Source::PerTopic)) => {
                 let known = client.publish_acl.get_or_insert_default();
                 let answers = match known.get_mut(&publish.topic) {
                     Some(answers) => answers,
