@@ -13,7 +13,7 @@ use crate::message::{Delivery, SharedOrigin};
 use crate::metrics::Metrics;
 use crate::session::{RESIDENT, Session};
 use crate::state::BrokerState;
-use crate::topics::parse_filter;
+use crate::topics::{ParsedFilter, parse_filter};
 
 /// The subscriptions of a session, to tell which of its messages came
 /// through a shared group. Messages read back from the store do not record
@@ -32,16 +32,26 @@ impl SessionFilters {
             plain: Vec::new(),
         };
         for raw in state.subscriptions.keys() {
-            match parse_filter(raw) {
-                Ok(parsed) => match parsed.group {
-                    Some(group) => filters.shared.push(SharedOrigin {
-                        group: Arc::from(group),
-                        filter: Arc::from(parsed.filter),
-                    }),
-                    None => filters.plain.push(raw.clone()),
-                },
-                Err(_) => continue,
+            if let Ok(ParsedFilter {
+                group: Some(group),
+                filter,
+            }) = parse_filter(raw)
+            {
+                filters.shared.push(SharedOrigin {
+                    group: Arc::from(group),
+                    filter: Arc::from(filter),
+                });
             }
+        }
+        // The plain filters only matter to tell groups' messages apart; a
+        // session without shared subscriptions (nearly all) copies nothing.
+        if filters.has_shared() {
+            filters.plain = state
+                .subscriptions
+                .keys()
+                .filter(|raw| parse_filter(raw).is_ok_and(|p| p.group.is_none()))
+                .cloned()
+                .collect();
         }
         filters
     }

@@ -17,8 +17,10 @@ use std::time::{Duration, Instant};
 use fogg_codec::{ProtocolVersion, QoS, ReasonCode};
 use fogg_testcontainers::TestServer;
 use mongodb::bson::{Document, doc};
-use support::auth::{connect_as, denied, login, publish, receive, refused, subscribe};
-use support::{Fogg, Recv, dir_with};
+use support::auth::{
+    Passwords, connect_as, denied, login, publish, receive, refused, subscribe, vernemq_scenario,
+};
+use support::{Fogg, dir_with};
 
 const V4: ProtocolVersion = ProtocolVersion::V3_1_1;
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -158,121 +160,14 @@ fn passwords_acls_and_delivery_over_3_1_1_and_5() {
     let fogg = mongo.fogg("");
     let addr = fogg.addr();
 
-    for version in [V4, V5] {
-        let tag = if version == V5 { "v5" } else { "v4" };
-        // Wrong password, unknown user: 0x86 / 4. No credentials: 0x87 / 5.
-        for (user, pw) in [("alice", "wrong"), ("alice", ""), ("nobody", "alice-pw")] {
-            assert_eq!(
-                refused(addr, version, &format!("{tag}-bad"), Some((user, pw))),
-                ReasonCode::BadUserNameOrPassword,
-                "{user}/{pw:?} over {version:?}"
-            );
-        }
-        assert_eq!(
-            refused(addr, version, &format!("{tag}-anon"), None),
-            ReasonCode::NotAuthorized
-        );
-
-        let mut watch = login(addr, version, &format!("{tag}-watch"), "watch", "watch-pw");
-        assert_eq!(
-            subscribe(&mut watch, 1, "#", QoS::AtLeastOnce),
-            ReasonCode::GrantedQoS1
-        );
-        let mut alice = login(addr, version, &format!("{tag}-alice"), "alice", "alice-pw");
-        let mut bob = login(addr, version, &format!("{tag}-bob"), "bob", "bob-pw");
-
-        // SUBSCRIBE: max_qos caps the grant; an unlisted filter is refused.
-        assert_eq!(
-            subscribe(&mut alice, 1, "shared/#", QoS::ExactlyOnce),
-            ReasonCode::GrantedQoS1
-        );
-        assert_eq!(
-            subscribe(&mut alice, 2, "home/alice/#", QoS::ExactlyOnce),
-            ReasonCode::GrantedQoS2
-        );
-        assert_eq!(
-            subscribe(&mut alice, 3, "home/bob/#", QoS::AtMostOnce),
-            denied(version)
-        );
-        assert_eq!(
-            subscribe(&mut bob, 1, "home/#", QoS::AtMostOnce),
-            denied(version)
-        );
-        assert_eq!(
-            subscribe(&mut bob, 2, "shared/+", QoS::AtLeastOnce),
-            ReasonCode::GrantedQoS1
-        );
-
-        // PUBLISH: allowed ones are delivered to whoever may read them.
-        assert_eq!(
-            publish(&mut bob, 10, "shared/news", "from bob"),
-            ReasonCode::Success
-        );
-        assert_eq!(
-            receive(&mut watch),
-            ("shared/news".into(), "from bob".into(), QoS::AtLeastOnce)
-        );
-        assert_eq!(
-            receive(&mut alice),
-            ("shared/news".into(), "from bob".into(), QoS::AtLeastOnce)
-        );
-        assert_eq!(
-            receive(&mut bob),
-            ("shared/news".into(), "from bob".into(), QoS::AtLeastOnce)
-        );
-        assert_eq!(
-            publish(&mut alice, 11, "home/alice/lamp", "on"),
-            ReasonCode::Success
-        );
-        assert_eq!(
-            receive(&mut watch),
-            ("home/alice/lamp".into(), "on".into(), QoS::AtLeastOnce)
-        );
-        assert_eq!(
-            receive(&mut alice),
-            ("home/alice/lamp".into(), "on".into(), QoS::AtLeastOnce)
-        );
-
-        // Denied ones: MQTT 5 PUBACK 0x87; 3.1.1 cannot refuse, so it is
-        // acknowledged and dropped. Either way nobody gets it: the watcher
-        // sees the next allowed message first.
-        let expected = if version == V5 {
-            ReasonCode::NotAuthorized
-        } else {
-            ReasonCode::Success
-        };
-        assert_eq!(publish(&mut bob, 12, "home/alice/lamp", "off"), expected);
-        assert_eq!(publish(&mut alice, 13, "home/bob/door", "open"), expected);
-        assert_eq!(
-            publish(&mut watch, 2, "shared/news", "from watch"),
-            expected
-        );
-        assert_eq!(
-            publish(&mut alice, 14, "shared/end", "marker"),
-            ReasonCode::Success
-        );
-        assert_eq!(
-            receive(&mut watch),
-            ("shared/end".into(), "marker".into(), QoS::AtLeastOnce)
-        );
-        assert_eq!(
-            receive(&mut bob),
-            ("shared/end".into(), "marker".into(), QoS::AtLeastOnce)
-        );
-        assert_eq!(
-            receive(&mut alice),
-            ("shared/end".into(), "marker".into(), QoS::AtLeastOnce)
-        );
-        for client in [&mut watch, &mut alice, &mut bob] {
-            assert!(matches!(
-                client.recv_within(Duration::from_millis(300)),
-                Recv::Nothing
-            ));
-        }
-        for client in [watch, alice, bob] {
-            client.disconnect();
-        }
-    }
+    vernemq_scenario(
+        addr,
+        &Passwords {
+            alice: "alice-pw",
+            bob: "bob-pw",
+            watch: "watch-pw",
+        },
+    );
     assert!(
         !fogg.log().contains("alice-pw"),
         "a password reached the log"

@@ -58,6 +58,7 @@
 //! so and pass.
 
 pub mod cases;
+pub mod direct;
 pub mod fixture;
 pub mod support;
 

@@ -91,6 +91,27 @@ impl GoAuthAcl {
     }
 }
 
+/// Add one ACL row a user query returned. A row that cannot be read grants
+/// nothing and is logged; the others stay (the SQL backends' policy).
+pub fn push_row(
+    acls: &mut Vec<GoAuthAcl>,
+    backend: &str,
+    username: &str,
+    topic: String,
+    code: i64,
+) {
+    match GoAuthAcl::new(topic, code) {
+        Ok(acl) => acls.push(acl),
+        Err(e) => tracing::warn!(
+            backend,
+            username,
+            access = code,
+            cause = %e,
+            "go-auth ACL row ignored"
+        ),
+    }
+}
+
 /// A user's rights from their go-auth rows (own and `common` ones alike).
 pub fn acl_rules(superuser: bool, acls: impl IntoIterator<Item = GoAuthAcl>) -> AclRules {
     if superuser {

@@ -45,7 +45,7 @@ use fogg_api::{
     AclRules, AuthDecision, Authenticator, Backend, BackendConfig, BackendError, BackendFactory,
     Capabilities, Concern, ConnectInfo, ErrorKind,
 };
-use fogg_auth_common::gocauth::{self, GoAuthAcl};
+use fogg_auth_common::gocauth;
 use fogg_auth_common::passwords::{self, HashError, VerifyOptions};
 use fogg_auth_common::vernemq::{self, AclValue, RowKey, StoredPassword, VmqRow};
 use mysql_async::prelude::{FromValue, Queryable};
@@ -441,16 +441,7 @@ impl Mysql {
             let topics: Vec<Option<String>> =
                 self.exec(sql, Params::from((username, code))).await?;
             for topic in topics.into_iter().flatten() {
-                match GoAuthAcl::new(topic, code) {
-                    Ok(acl) => acls.push(acl),
-                    Err(e) => tracing::warn!(
-                        backend = %self.name,
-                        username,
-                        access = code,
-                        cause = %e,
-                        "go-auth ACL row ignored"
-                    ),
-                }
+                gocauth::push_row(&mut acls, &self.name, username, topic, code);
             }
         }
         Ok(AuthDecision::allow_with(gocauth::acl_rules(false, acls)))

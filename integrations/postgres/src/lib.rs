@@ -47,7 +47,7 @@ use fogg_api::{
     AclRules, AuthDecision, Authenticator, Backend, BackendConfig, BackendError, BackendFactory,
     Capabilities, Concern, ConnectInfo, ErrorKind,
 };
-use fogg_auth_common::gocauth::{self, GoAuthAcl};
+use fogg_auth_common::gocauth;
 use fogg_auth_common::passwords::{self, HashError, VerifyOptions};
 use fogg_auth_common::vernemq::{self, AclValue, RowKey, StoredPassword, VmqRow};
 use tokio_postgres::error::SqlState;
@@ -472,17 +472,7 @@ impl Postgres {
                     )
                 })?;
                 let Some(topic) = topic else { continue };
-                match GoAuthAcl::new(topic, *code) {
-                    Ok(acl) => acls.push(acl),
-                    // A row that cannot be read grants nothing; the others stay.
-                    Err(e) => tracing::warn!(
-                        backend = %self.name,
-                        username,
-                        access = code,
-                        cause = %e,
-                        "go-auth ACL row ignored"
-                    ),
-                }
+                gocauth::push_row(&mut acls, &self.name, username, topic, *code);
             }
         }
         Ok(AuthDecision::allow_with(gocauth::acl_rules(false, acls)))

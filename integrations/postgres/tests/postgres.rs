@@ -9,84 +9,15 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use fogg_api::dynamic::DynAuthenticator;
-use fogg_api::{
-    AclRules, AuthDecision, BackendConfig, BackendFactory, ClientInfo, ConnectInfo, ErrorKind,
-    ProtocolVersion, PublishDecision, PublishRequest, QoS, SubscribeDecision, SubscribeRequest,
-};
+use fogg_api::{AclRules, AuthDecision, BackendConfig, BackendFactory, ErrorKind};
+use fogg_auth_behavior::direct::{build_authenticator, login, may_publish, may_subscribe, rules};
 use fogg_auth_common::passwords::{self, Pbkdf2Digest};
 use fogg_auth_postgres::PostgresFactory;
 use tokio_postgres::Client;
 
 fn build(settings: &str) -> Arc<dyn DynAuthenticator> {
-    PostgresFactory
-        .build(&BackendConfig {
-            name: "pg".to_owned(),
-            kind: "postgres".to_owned(),
-            settings: settings.parse().unwrap(),
-        })
-        .unwrap_or_else(|e| panic!("build: {e}"))
-        .authenticator
-        .unwrap()
-}
-
-fn login(username: &str, password: &str) -> ConnectInfo {
-    ConnectInfo {
-        client_id: "client-1".to_owned(),
-        username: Some(username.to_owned()),
-        password: Some(Bytes::copy_from_slice(password.as_bytes())),
-        mountpoint: String::new(),
-        peer: ([127, 0, 0, 1], 50_000).into(),
-        listener: "mqtt".to_owned(),
-        protocol: ProtocolVersion::V5,
-        clean_start: true,
-    }
-}
-
-fn client_info(username: &str) -> ClientInfo {
-    ClientInfo {
-        client_id: "client-1".to_owned(),
-        username: Some(username.to_owned()),
-        mountpoint: String::new(),
-        peer: ([127, 0, 0, 1], 50_000).into(),
-        protocol: ProtocolVersion::V5,
-    }
-}
-
-async fn rules(auth: &dyn DynAuthenticator, username: &str, password: &str) -> Arc<AclRules> {
-    match auth.authenticate(&login(username, password)).await {
-        Ok(AuthDecision::Allow(grant)) => grant.acl.expect("rules handed over"),
-        other => panic!("{username}: expected Allow, got {other:?}"),
-    }
-}
-
-fn may_publish(rules: &AclRules, username: &str, topic: &str) -> bool {
-    matches!(
-        rules.check_publish(
-            &client_info(username),
-            &PublishRequest {
-                topic,
-                qos: QoS::AtLeastOnce,
-                retain: false,
-                payload_len: 3,
-            }
-        ),
-        PublishDecision::Allow(_)
-    )
-}
-
-fn may_subscribe(rules: &AclRules, username: &str, filter: &str) -> bool {
-    matches!(
-        rules.check_subscribe(
-            &client_info(username),
-            &SubscribeRequest {
-                filter,
-                qos: QoS::AtLeastOnce,
-            }
-        ),
-        SubscribeDecision::Allow { .. }
-    )
+    build_authenticator(&PostgresFactory, "pg", settings)
 }
 
 /// mosquitto-go-auth's example tables, in a schema of their own.

@@ -3,6 +3,7 @@
 //! protocol version uses for a refusal.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use fogg_codec::{
@@ -12,6 +13,7 @@ use fogg_codec::{
 
 use super::{RawClient, Recv, WAIT};
 
+const V4: ProtocolVersion = ProtocolVersion::V3_1_1;
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
 pub fn connect_as(
@@ -147,5 +149,128 @@ pub fn publish_denied(version: ProtocolVersion) -> ReasonCode {
         ReasonCode::NotAuthorized
     } else {
         ReasonCode::Success
+    }
+}
+
+/// The passwords of the three users every backend's VerneMQ fixture seeds
+/// (`seed_vernemq` in auth_*.rs): `alice` (home/alice/#, shared/# at QoS 1 at
+/// most), `bob` (shared/+, publishes shared/#), `watch` (reads #, publishes
+/// nothing).
+pub struct Passwords<'a> {
+    pub alice: &'a str,
+    pub bob: &'a str,
+    pub watch: &'a str,
+}
+
+/// The end-to-end VerneMQ scenario every auth backend passes, over MQTT 3.1.1
+/// and 5: wrong and missing credentials, SUBACK grants capped by `max_qos`,
+/// refused filters, and who receives which allowed or denied PUBLISH.
+pub fn vernemq_scenario(addr: SocketAddr, passwords: &Passwords<'_>) {
+    let Passwords {
+        alice: alice_pw,
+        bob: bob_pw,
+        watch: watch_pw,
+    } = *passwords;
+    for version in [V4, V5] {
+        let tag = if version == V5 { "v5" } else { "v4" };
+        // Wrong password, unknown user: 0x86 / 4. No credentials: 0x87 / 5.
+        for (user, pw) in [("alice", "wrong"), ("alice", ""), ("nobody", alice_pw)] {
+            assert_eq!(
+                refused(addr, version, &format!("{tag}-bad"), Some((user, pw))),
+                ReasonCode::BadUserNameOrPassword,
+                "{user}/{pw:?} over {version:?}"
+            );
+        }
+        assert_eq!(
+            refused(addr, version, &format!("{tag}-anon"), None),
+            ReasonCode::NotAuthorized
+        );
+
+        let mut watch = login(addr, version, &format!("{tag}-watch"), "watch", watch_pw);
+        assert_eq!(
+            subscribe(&mut watch, 1, "#", QoS::AtLeastOnce),
+            ReasonCode::GrantedQoS1
+        );
+        let mut alice = login(addr, version, &format!("{tag}-alice"), "alice", alice_pw);
+        let mut bob = login(addr, version, &format!("{tag}-bob"), "bob", bob_pw);
+
+        // SUBSCRIBE: max_qos caps the grant; an unlisted filter is refused.
+        assert_eq!(
+            subscribe(&mut alice, 1, "shared/#", QoS::ExactlyOnce),
+            ReasonCode::GrantedQoS1
+        );
+        assert_eq!(
+            subscribe(&mut alice, 2, "home/alice/#", QoS::ExactlyOnce),
+            ReasonCode::GrantedQoS2
+        );
+        assert_eq!(
+            subscribe(&mut alice, 3, "home/bob/#", QoS::AtMostOnce),
+            denied(version)
+        );
+        assert_eq!(
+            subscribe(&mut bob, 1, "home/#", QoS::AtMostOnce),
+            denied(version)
+        );
+        assert_eq!(
+            subscribe(&mut bob, 2, "shared/+", QoS::AtLeastOnce),
+            ReasonCode::GrantedQoS1
+        );
+
+        // PUBLISH: allowed ones reach whoever may read them, at the QoS
+        // granted.
+        assert_eq!(
+            publish(&mut bob, 10, "shared/news", "from bob"),
+            ReasonCode::Success
+        );
+        for client in [&mut watch, &mut alice, &mut bob] {
+            assert_eq!(
+                receive(client),
+                ("shared/news".into(), "from bob".into(), QoS::AtLeastOnce)
+            );
+        }
+        assert_eq!(
+            publish(&mut alice, 11, "home/alice/lamp", "on"),
+            ReasonCode::Success
+        );
+        for client in [&mut watch, &mut alice] {
+            assert_eq!(
+                receive(client),
+                ("home/alice/lamp".into(), "on".into(), QoS::AtLeastOnce)
+            );
+        }
+
+        // Denied ones reach nobody: everyone sees the next allowed message
+        // first.
+        assert_eq!(
+            publish(&mut bob, 12, "home/alice/lamp", "off"),
+            publish_denied(version)
+        );
+        assert_eq!(
+            publish(&mut alice, 13, "home/bob/door", "open"),
+            publish_denied(version)
+        );
+        assert_eq!(
+            publish(&mut watch, 2, "shared/news", "from watch"),
+            publish_denied(version)
+        );
+        assert_eq!(
+            publish(&mut alice, 14, "shared/end", "marker"),
+            ReasonCode::Success
+        );
+        for client in [&mut watch, &mut bob, &mut alice] {
+            assert_eq!(
+                receive(client),
+                ("shared/end".into(), "marker".into(), QoS::AtLeastOnce)
+            );
+        }
+        for client in [&mut watch, &mut alice, &mut bob] {
+            assert!(matches!(
+                client.recv_within(Duration::from_millis(300)),
+                Recv::Nothing
+            ));
+        }
+        for client in [watch, alice, bob] {
+            client.disconnect();
+        }
     }
 }
