@@ -13,13 +13,11 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
 use fogg_codec::{ProtocolVersion, QoS, ReasonCode};
 use fogg_testcontainers::TestServer;
 use support::auth::{
-    Passwords, connect_as, denied, login, publish, publish_denied, receive, refused, subscribe,
-    vernemq_scenario,
+    Outage, Passwords, denied, login, outage_scenario, publish, publish_denied, receive, refused,
+    subscribe, vernemq_scenario,
 };
 use support::{Fogg, dir_with};
 
@@ -110,7 +108,9 @@ impl Postgres {
         );
         Fogg::start(dir_with(&[("fogg.toml", &config)]), 1)
     }
+}
 
+impl Outage for Postgres {
     fn stop(&mut self) {
         self.runtime
             .block_on(self.server.stop())
@@ -299,87 +299,26 @@ fn outage_refuses_new_connects_keeps_sessions_and_recovers() {
     let fogg = pg.fogg("");
     let addr = fogg.addr();
 
-    let mut alice = login(addr, V5, "alice-5", "alice", "secret-a");
-    let mut bob = login(addr, V4, "bob-4", "bob", "secret-b");
-    assert_eq!(
-        subscribe(&mut bob, 1, "shared/#", QoS::AtLeastOnce),
-        ReasonCode::GrantedQoS1
-    );
-    assert_eq!(
-        subscribe(&mut alice, 1, "shared/#", QoS::AtLeastOnce),
-        ReasonCode::GrantedQoS1
-    );
-
-    pg.stop();
-    for (version, id) in [(V5, "late-5"), (V4, "late-4")] {
-        for (user, pw) in [("alice", "secret-a"), ("alice", "wrong"), ("nobody", "x")] {
-            assert_eq!(
-                refused(addr, version, id, Some((user, pw))),
-                ReasonCode::ServerUnavailable,
-                "{user}/{pw} over {version:?} while PostgreSQL is down"
+    outage_scenario(
+        addr,
+        &Passwords {
+            alice: "secret-a",
+            bob: "secret-b",
+            watch: "secret-c",
+        },
+        "PostgreSQL",
+        &mut pg,
+        || {
+            let log = fogg.log();
+            assert!(
+                log.contains("backend `pg` authenticate: unavailable"),
+                "the log names the backend and the cause:\n{log}"
             );
-        }
-    }
-    // The connected clients' rules were loaded at CONNECT: they go on.
-    assert_eq!(
-        publish(&mut alice, 2, "shared/during", "outage"),
-        ReasonCode::Success
+            assert!(!log.contains("secret-a"), "a password reached the log");
+            assert!(
+                !log.contains("postgres:postgres@"),
+                "the URL reached the log"
+            );
+        },
     );
-    assert_eq!(
-        receive(&mut bob),
-        ("shared/during".into(), "outage".into(), QoS::AtLeastOnce)
-    );
-    assert_eq!(
-        receive(&mut alice),
-        ("shared/during".into(), "outage".into(), QoS::AtLeastOnce)
-    );
-    assert_eq!(
-        publish(&mut bob, 2, "home/alice/x", "still denied"),
-        ReasonCode::Success,
-        "3.1.1: acknowledged, dropped"
-    );
-    assert_eq!(
-        publish(&mut alice, 3, "home/bob/x", "no"),
-        ReasonCode::NotAuthorized
-    );
-    alice.ping();
-    bob.ping();
-    let log = fogg.log();
-    assert!(
-        log.contains("backend `pg` authenticate: unavailable"),
-        "the log names the backend and the cause:\n{log}"
-    );
-    assert!(!log.contains("secret-a"), "a password reached the log");
-    assert!(
-        !log.contains("postgres:postgres@"),
-        "the URL reached the log"
-    );
-
-    pg.resume();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (client, ack) = connect_as(addr, V5, "back-5", Some(("alice", "secret-a")));
-        if ack.reason == ReasonCode::Success {
-            client.disconnect();
-            break;
-        }
-        assert_eq!(ack.reason, ReasonCode::ServerUnavailable, "{ack:?}");
-        assert!(Instant::now() < deadline, "no recovery within 20 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let back = login(addr, V4, "back-4", "bob", "secret-b");
-    assert_eq!(
-        refused(addr, V5, "back-bad", Some(("alice", "wrong"))),
-        ReasonCode::BadUserNameOrPassword
-    );
-    // The old sessions never noticed.
-    assert_eq!(
-        publish(&mut bob, 3, "shared/after", "recovered"),
-        ReasonCode::Success
-    );
-    assert_eq!(receive(&mut alice).1, "recovered");
-    assert_eq!(receive(&mut bob).1, "recovered");
-    for client in [alice, bob, back] {
-        client.disconnect();
-    }
 }

@@ -3,7 +3,7 @@
 //! protocol version uses for a refusal.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fogg_codec::{
@@ -272,5 +272,103 @@ pub fn vernemq_scenario(addr: SocketAddr, passwords: &Passwords<'_>) {
         for client in [watch, alice, bob] {
             client.disconnect();
         }
+    }
+}
+
+/// A backend server the outage scenario can stop and start again.
+pub trait Outage {
+    fn stop(&mut self);
+    fn resume(&mut self);
+}
+
+/// The database goes away while fogg runs (`down` names it): new connects
+/// get 0x88 / 3 whatever their password, connected clients go on with the
+/// rules they got at CONNECT, `while_down` checks what was logged, and
+/// logins come back by themselves once the database does.
+pub fn outage_scenario(
+    addr: SocketAddr,
+    passwords: &Passwords<'_>,
+    down: &str,
+    server: &mut impl Outage,
+    while_down: impl FnOnce(),
+) {
+    let Passwords {
+        alice: alice_pw,
+        bob: bob_pw,
+        ..
+    } = *passwords;
+    let mut alice = login(addr, V5, "alice-5", "alice", alice_pw);
+    let mut bob = login(addr, V4, "bob-4", "bob", bob_pw);
+    assert_eq!(
+        subscribe(&mut bob, 1, "shared/#", QoS::AtLeastOnce),
+        ReasonCode::GrantedQoS1
+    );
+    assert_eq!(
+        subscribe(&mut alice, 1, "shared/#", QoS::AtLeastOnce),
+        ReasonCode::GrantedQoS1
+    );
+
+    server.stop();
+    for (version, id) in [(V5, "late-5"), (V4, "late-4")] {
+        for (user, pw) in [("alice", alice_pw), ("alice", "wrong"), ("nobody", "x")] {
+            assert_eq!(
+                refused(addr, version, id, Some((user, pw))),
+                ReasonCode::ServerUnavailable,
+                "{user}/{pw} over {version:?} while {down} is down"
+            );
+        }
+    }
+    // The connected clients' rules were loaded at CONNECT: they go on.
+    assert_eq!(
+        publish(&mut alice, 2, "shared/during", "outage"),
+        ReasonCode::Success
+    );
+    assert_eq!(
+        receive(&mut bob),
+        ("shared/during".into(), "outage".into(), QoS::AtLeastOnce)
+    );
+    assert_eq!(
+        receive(&mut alice),
+        ("shared/during".into(), "outage".into(), QoS::AtLeastOnce)
+    );
+    assert_eq!(
+        publish(&mut bob, 2, "home/alice/x", "still denied"),
+        ReasonCode::Success,
+        "3.1.1: acknowledged, dropped"
+    );
+    assert_eq!(
+        publish(&mut alice, 3, "home/bob/x", "no"),
+        ReasonCode::NotAuthorized
+    );
+    alice.ping();
+    bob.ping();
+    while_down();
+
+    server.resume();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (client, ack) = connect_as(addr, V5, "back-5", Some(("alice", alice_pw)));
+        if ack.reason == ReasonCode::Success {
+            client.disconnect();
+            break;
+        }
+        assert_eq!(ack.reason, ReasonCode::ServerUnavailable, "{ack:?}");
+        assert!(Instant::now() < deadline, "no recovery within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let back = login(addr, V4, "back-4", "bob", bob_pw);
+    assert_eq!(
+        refused(addr, V5, "back-bad", Some(("alice", "wrong"))),
+        ReasonCode::BadUserNameOrPassword
+    );
+    // The old sessions never noticed.
+    assert_eq!(
+        publish(&mut bob, 3, "shared/after", "recovered"),
+        ReasonCode::Success
+    );
+    assert_eq!(receive(&mut alice).1, "recovered");
+    assert_eq!(receive(&mut bob).1, "recovered");
+    for client in [alice, bob, back] {
+        client.disconnect();
     }
 }
