@@ -19,6 +19,7 @@ mod message;
 mod metrics;
 mod overload;
 mod retain;
+mod routing;
 mod services;
 mod session;
 mod session_table;

@@ -159,7 +159,11 @@ impl BrokerState {
     /// The deliveries of a message: one per matching session (a session with
     /// several overlapping subscriptions gets it once, at the highest granted
     /// QoS, with every subscription identifier), one per shared group.
-    fn plan(&self, mountpoint: &str, message: &Arc<Message>) -> Vec<(Arc<Session>, Delivery)> {
+    pub(crate) fn plan(
+        &self,
+        mountpoint: &str,
+        message: &Arc<Message>,
+    ) -> Vec<(Arc<Session>, Delivery)> {
         let mut targets = self.topics.matches(
             mountpoint,
             &message.topic,
@@ -204,41 +208,13 @@ impl BrokerState {
     }
 
     /// Queue deliveries. QoS 1/2 deliveries to persistent sessions are
-    /// written to the message store first (one write per distinct view of
-    /// the message, usually one for the whole fan-out), so whoever awaits
-    /// this may acknowledge the message afterwards.
+    /// written to the message store first, so whoever awaits this may
+    /// acknowledge the message afterwards.
     pub(crate) async fn deliver(
         &self,
-        mut planned: Vec<(Arc<Session>, Delivery)>,
+        planned: Vec<(Arc<Session>, Delivery)>,
     ) -> Result<(), fogg_api::BackendError> {
-        let mut to_store: Vec<usize> = planned
-            .iter()
-            .enumerate()
-            .filter(|(_, (session, d))| d.qos != QoS::AtMostOnce && session.is_stored())
-            .map(|(i, _)| i)
-            .collect();
-        while let Some(&first) = to_store.first() {
-            let (same, rest): (Vec<usize>, Vec<usize>) = to_store
-                .iter()
-                .partition(|&&i| planned[i].1.same_view(&planned[first].1));
-            let keys: Vec<SessionKey> = same.iter().map(|&i| planned[i].0.key.clone()).collect();
-            let stored = planned[first].1.to_stored();
-            let seqs = self.services.messages.enqueue_many(&keys, &stored).await?;
-            for (&i, seq) in same.iter().zip(seqs) {
-                planned[i].1.stored = Some(seq);
-            }
-            to_store = rest;
-        }
-        for (session, delivery) in planned {
-            let stored = delivery.stored.is_some();
-            if session.enqueue(delivery, &self.overload) != Enqueued::Queued {
-                Metrics::add(&self.metrics.publish_dropped, 1);
-                if stored {
-                    self.forget_delivered(&session).await;
-                }
-            }
-        }
-        Ok(())
+        self.complete(self.route_planned(planned)).await.map(|_| ())
     }
 
     /// Remove from the store the messages a session is done with.
@@ -259,6 +235,27 @@ impl BrokerState {
         {
             tracing::warn!(client_id = %session.key.client_id, error = %e, "could not remove delivered messages from the store");
         }
+    }
+
+    /// As [`BrokerState::forget_delivered`], without waiting for the store:
+    /// a removal that has not happened yet costs a duplicate after a
+    /// restart (QoS 2 resumes with PUBREL), never a loss, so a connection
+    /// need not stall on it between two reads.
+    pub fn forget_delivered_soon(&self, session: &Session) {
+        let seqs = {
+            let mut state = session.state.lock();
+            if state.forget.is_empty() {
+                return;
+            }
+            std::mem::take(&mut state.forget)
+        };
+        let messages = self.services.messages.clone();
+        let key = session.key.clone();
+        tokio::spawn(async move {
+            if let Err(e) = messages.remove_many(&key, &seqs).await {
+                tracing::warn!(client_id = %key.client_id, error = %e, "could not remove delivered messages from the store");
+            }
+        });
     }
 
     /// Add a subscription to the index and the session's record.
@@ -399,25 +396,6 @@ impl BrokerState {
         mountpoint: &str,
         message: Arc<Message>,
     ) -> Result<usize, fogg_api::BackendError> {
-        if message.retain {
-            if message.payload.is_empty() {
-                self.retained.set(mountpoint, &message.topic, None);
-                self.services
-                    .retained
-                    .delete_retained(mountpoint, &message.topic)
-                    .await?;
-            } else {
-                self.retained
-                    .set(mountpoint, &message.topic, Some(message.clone()));
-                self.services
-                    .retained
-                    .put_retained(mountpoint, &message.to_stored())
-                    .await?;
-            }
-        }
-        let planned = self.plan(mountpoint, &message);
-        let matched = planned.len();
-        self.deliver(planned).await?;
-        Ok(matched)
+        self.complete(self.route(mountpoint, message)).await
     }
 }

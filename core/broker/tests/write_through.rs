@@ -7,6 +7,8 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -186,8 +188,30 @@ async fn an_incoming_qos2_resend_after_a_restart_is_not_delivered_twice() {
     broker.shutdown().await;
 }
 
-/// The memory store, except that queue writes fail (a full or broken disk).
-struct FailingWrites(std::sync::Arc<dyn fogg_api::dynamic::DynMessageStore>);
+/// The memory store, except that queue writes take a while and those the
+/// rule picks (by call number) fail, as on a full or broken disk. Counts how
+/// many writes were in flight at once.
+struct FlakyWrites {
+    inner: Arc<dyn fogg_api::dynamic::DynMessageStore>,
+    fails: fn(usize) -> bool,
+    delay: Duration,
+    calls: AtomicUsize,
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+}
+
+impl FlakyWrites {
+    fn new(inner: Arc<dyn fogg_api::dynamic::DynMessageStore>, fails: fn(usize) -> bool) -> Self {
+        FlakyWrites {
+            inner,
+            fails,
+            delay: Duration::from_millis(5),
+            calls: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            most_in_flight: AtomicUsize::new(0),
+        }
+    }
+}
 
 fn disk_full() -> fogg_api::BackendError {
     fogg_api::BackendError::new(
@@ -198,20 +222,35 @@ fn disk_full() -> fogg_api::BackendError {
     )
 }
 
-impl fogg_api::MessageStore for FailingWrites {
+impl fogg_api::MessageStore for FlakyWrites {
     async fn enqueue(
         &self,
-        _: &SessionKey,
-        _: &fogg_api::StoredMessage,
+        key: &SessionKey,
+        message: &fogg_api::StoredMessage,
     ) -> Result<u64, fogg_api::BackendError> {
-        Err(disk_full())
+        let seqs = self
+            .enqueue_many(std::slice::from_ref(key), message)
+            .await?;
+        Ok(seqs[0])
     }
     async fn enqueue_many(
         &self,
-        _: &[SessionKey],
-        _: &fogg_api::StoredMessage,
+        keys: &[SessionKey],
+        message: &fogg_api::StoredMessage,
     ) -> Result<Vec<u64>, fogg_api::BackendError> {
-        Err(disk_full())
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        let failed = (self.fails)(call);
+        // Numbered in call order, as a store with a writer queue does.
+        let written = if failed {
+            Err(disk_full())
+        } else {
+            self.inner.enqueue_many(keys, message).await
+        };
+        tokio::time::sleep(self.delay).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        written
     }
     async fn read_queue(
         &self,
@@ -219,23 +258,23 @@ impl fogg_api::MessageStore for FailingWrites {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, fogg_api::StoredMessage)>, fogg_api::BackendError> {
-        self.0.read_queue(key, after, limit).await
+        self.inner.read_queue(key, after, limit).await
     }
     async fn remove(&self, key: &SessionKey, seq: u64) -> Result<(), fogg_api::BackendError> {
-        self.0.remove(key, seq).await
+        self.inner.remove(key, seq).await
     }
     async fn remove_many(
         &self,
         key: &SessionKey,
         seqs: &[u64],
     ) -> Result<(), fogg_api::BackendError> {
-        self.0.remove_many(key, seqs).await
+        self.inner.remove_many(key, seqs).await
     }
     async fn queue_len(&self, key: &SessionKey) -> Result<usize, fogg_api::BackendError> {
-        self.0.queue_len(key).await
+        self.inner.queue_len(key).await
     }
     async fn clear_queue(&self, key: &SessionKey) -> Result<(), fogg_api::BackendError> {
-        self.0.clear_queue(key).await
+        self.inner.clear_queue(key).await
     }
     async fn set_delivery_state(
         &self,
@@ -243,13 +282,13 @@ impl fogg_api::MessageStore for FailingWrites {
         seq: u64,
         state: Option<fogg_api::DeliveryState>,
     ) -> Result<(), fogg_api::BackendError> {
-        self.0.set_delivery_state(key, seq, state).await
+        self.inner.set_delivery_state(key, seq, state).await
     }
     async fn delivery_states(
         &self,
         key: &SessionKey,
     ) -> Result<Vec<(u64, fogg_api::DeliveryState)>, fogg_api::BackendError> {
-        self.0.delivery_states(key).await
+        self.inner.delivery_states(key).await
     }
     async fn set_incoming_qos2(
         &self,
@@ -257,17 +296,17 @@ impl fogg_api::MessageStore for FailingWrites {
         packet_id: u16,
         pending: bool,
     ) -> Result<(), fogg_api::BackendError> {
-        self.0.set_incoming_qos2(key, packet_id, pending).await
+        self.inner.set_incoming_qos2(key, packet_id, pending).await
     }
     async fn incoming_qos2(&self, key: &SessionKey) -> Result<Vec<u16>, fogg_api::BackendError> {
-        self.0.incoming_qos2(key).await
+        self.inner.incoming_qos2(key).await
     }
 }
 
 #[tokio::test]
 async fn a_failed_store_write_is_never_acknowledged() {
     let mut services = memory_services();
-    services.messages = std::sync::Arc::new(FailingWrites(services.messages.clone()));
+    services.messages = Arc::new(FlakyWrites::new(services.messages.clone(), |_| true));
     let broker = start_with(test_config(), services).await;
     leave_subscriber(&broker, QoS::AtLeastOnce).await;
     // MQTT 5: a PUBACK that says so.
@@ -294,6 +333,71 @@ async fn a_failed_store_write_is_never_acknowledged() {
     // The broker itself carries on.
     let mut other = RawClient::connected(broker.addr, V4, "other").await;
     other.ping_pong().await;
+    broker.shutdown().await;
+}
+
+/// PUBLISHes read together have their store writes in flight together, and
+/// are still acknowledged in order, each with its own outcome; only the
+/// stored ones are delivered, in order.
+#[tokio::test]
+async fn publishes_read_together_are_stored_together_and_acknowledged_in_order() {
+    let mut services = memory_services();
+    let store = Arc::new(FlakyWrites::new(services.messages.clone(), |call| {
+        call % 4 == 2
+    }));
+    services.messages = store.clone();
+    let broker = start_with(test_config(), services).await;
+    let mut sub = connect_expect(broker.addr, persistent_connect(V4, "sub", 0), false).await;
+    sub.subscribe("t/#", QoS::AtLeastOnce).await;
+
+    let n = 40u16;
+    let mut publisher = RawClient::connected(broker.addr, V5, "pub").await;
+    let mut burst = Vec::new();
+    for id in 1..=n {
+        let payload = id.to_be_bytes();
+        let packet = publish_packet("t/x", &payload, QoS::AtLeastOnce, false, id);
+        burst.extend(encoded(&Packet::Publish(packet), V5));
+    }
+    // A QoS 0 message last: it must not overtake the stored ones either.
+    let last = publish_packet("t/x", b"q0", QoS::AtMostOnce, false, 0);
+    burst.extend(encoded(&Packet::Publish(last), V5));
+    publisher.send_raw(&burst).await;
+
+    let mut delivered_ids = Vec::new();
+    for id in 1..=n {
+        match publisher.recv().await {
+            Some(Packet::PubAck(ack)) => {
+                assert_eq!(ack.packet_id, id, "PUBACKs in PUBLISH order");
+                let call = usize::from(id - 1);
+                if call % 4 == 2 {
+                    assert_eq!(
+                        ack.reason,
+                        fogg_codec::ReasonCode::ImplementationSpecificError
+                    );
+                } else {
+                    assert_eq!(ack.reason, fogg_codec::ReasonCode::Success);
+                    delivered_ids.push(id);
+                }
+            }
+            other => panic!("expected PUBACK {id}, got {other:?}"),
+        }
+    }
+    assert!(
+        store.most_in_flight.load(Ordering::SeqCst) > 1,
+        "the writes of one read were not in flight together"
+    );
+    let received: Vec<Vec<u8>> = sub
+        .expect_publishes(delivered_ids.len() + 1)
+        .await
+        .into_iter()
+        .map(|p| p.payload.to_vec())
+        .collect();
+    let mut expected: Vec<Vec<u8>> = delivered_ids
+        .iter()
+        .map(|id| id.to_be_bytes().to_vec())
+        .collect();
+    expected.push(b"q0".to_vec());
+    assert_eq!(received, expected);
     broker.shutdown().await;
 }
 

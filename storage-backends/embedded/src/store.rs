@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -15,6 +16,7 @@ use fogg_api::{
     StoredMessage, StoredSession,
 };
 use parking_lot::{Condvar, Mutex, RwLock};
+use rustc_hash::{FxBuildHasher, FxHashMap};
 use tokio::sync::oneshot;
 
 use crate::codec::{self, DecodeError, EncodeError, QueueMeta};
@@ -169,6 +171,51 @@ struct WriterState {
     /// `delete_session` and started again still continues above every number
     /// it ever had, and no per-session counter must outlive its session.
     next_seq: u64,
+    /// Messages enqueued by earlier groups and not removed since, so that
+    /// removing one (the common case: a message acknowledged soon after it
+    /// was queued) needs no engine lookup.
+    fresh: FreshSeqs,
+}
+
+/// Most messages [`FreshSeqs`] remembers; past it, removals look up the
+/// engine as before.
+const FRESH_CAPACITY: usize = 1 << 16;
+
+/// Sequence numbers known to be queued, each with its session's
+/// fingerprint. Sequence numbers are unique across the store, so one map
+/// serves every session.
+#[derive(Default)]
+struct FreshSeqs {
+    seqs: FxHashMap<u64, u64>,
+}
+
+impl FreshSeqs {
+    fn fingerprint(session: &[u8]) -> u64 {
+        FxBuildHasher.hash_one(session)
+    }
+
+    fn remember(&mut self, session: &[u8], seq: u64) {
+        if self.seqs.len() < FRESH_CAPACITY {
+            self.seqs.insert(seq, Self::fingerprint(session));
+        }
+    }
+
+    /// `Some(true)`: queued (and now forgotten); `None`: not known here.
+    fn take(&mut self, session: &[u8], seq: u64) -> Option<bool> {
+        match self.seqs.get(&seq) {
+            Some(&fp) if fp == Self::fingerprint(session) => {
+                self.seqs.remove(&seq);
+                Some(true)
+            }
+            _ => None,
+        }
+    }
+
+    /// A cleared queue: its numbers are no longer queued.
+    fn forget_session(&mut self, session: &[u8]) {
+        let fp = Self::fingerprint(session);
+        self.seqs.retain(|_, s| *s != fp);
+    }
 }
 
 /// The delivery states and incoming QoS 2 ids of one session.
@@ -418,7 +465,10 @@ impl EmbeddedStore {
             incoming,
             metas: RwLock::new(HashMap::new()),
             inflight: RwLock::new(HashMap::new()),
-            writer: Mutex::new(WriterState { next_seq: 1 }),
+            writer: Mutex::new(WriterState {
+                next_seq: 1,
+                fresh: FreshSeqs::default(),
+            }),
             pending: Mutex::new(Vec::new()),
             pending_cv: Condvar::new(),
             stopping: AtomicBool::new(false),
@@ -925,6 +975,8 @@ impl Shared {
             metas: HashMap::new(),
             removed: HashSet::new(),
             next_seq: state.next_seq,
+            first_seq: state.next_seq,
+            fresh: std::mem::take(&mut state.fresh),
             delivery: HashMap::new(),
             incoming: HashMap::new(),
         };
@@ -934,6 +986,7 @@ impl Shared {
             mut batch,
             metas,
             next_seq,
+            fresh,
             delivery,
             incoming,
             ..
@@ -991,6 +1044,7 @@ impl Shared {
         match batch.commit() {
             Ok(()) => {
                 state.next_seq = next_seq;
+                state.fresh = fresh;
                 let mut shared_metas = self.metas.write();
                 for (session, meta) in metas {
                     if meta.is_empty() {
@@ -1006,6 +1060,7 @@ impl Shared {
                 answers
             }
             Err(e) => {
+                // `state.fresh` stays empty: it may not match what is stored.
                 let e = self.engine_error("write", e);
                 tracing::error!(error = %e, "embedded store: commit failed");
                 answers
@@ -1167,6 +1222,7 @@ impl Shared {
         group
             .batch
             .insert(&self.queues, keys::queue_key(session, seq), value.clone());
+        group.fresh.remember(session, seq);
         self.group_meta(group, session).len += 1;
         seq
     }
@@ -1186,10 +1242,18 @@ impl Shared {
         if group.removed.contains(&key) {
             return Ok(());
         }
-        let exists = self
-            .queues
-            .contains_key(&key)
-            .map_err(|e| self.engine_error("remove", e))?;
+        // A message queued by this very group is not in the engine yet (and
+        // never removed before its enqueue is answered): left alone, as a
+        // lookup would.
+        let exists = if seq >= group.first_seq {
+            false
+        } else if let Some(known) = group.fresh.take(session, seq) {
+            known
+        } else {
+            self.queues
+                .contains_key(&key)
+                .map_err(|e| self.engine_error("remove", e))?
+        };
         if exists {
             group.batch.remove(&self.queues, key.as_slice());
             group.removed.insert(key);
@@ -1247,6 +1311,7 @@ impl Shared {
         let Some(meta) = self.existing_meta(group, session) else {
             return Answer::Done;
         };
+        group.fresh.forget_session(session);
         if meta.len == 0 && meta.floor == 0 {
             return Answer::Done;
         }
@@ -1302,6 +1367,11 @@ struct Group {
     /// Queue keys this group removes (a second remove of one is a no-op).
     removed: HashSet<Vec<u8>>,
     next_seq: u64,
+    /// `next_seq` when the group began: higher numbers are its own.
+    first_seq: u64,
+    /// The writer's [`FreshSeqs`], lent to the group; lost (emptied) if
+    /// the commit fails.
+    fresh: FreshSeqs,
     /// Delivery states and incoming ids this group sets or removes, as they
     /// will be after it (each record written once, whatever the jobs did).
     delivery: DeliveryChanges,

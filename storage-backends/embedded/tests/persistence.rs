@@ -1067,3 +1067,59 @@ async fn concurrent_fan_out_in_fsync_mode_survives_reopen() {
     }
     assert_eq!(total, PUBLISHERS * PER * 3);
 }
+
+/// Removing a recently queued message is answered from the writer's memory
+/// instead of an engine lookup; it must count exactly like a lookup: a
+/// repeated number, another session's number, or a number from a cleared
+/// queue changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removals_of_recent_messages_keep_queue_lengths_exact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let a = SessionKey::new("", "a");
+    let b = SessionKey::new("", "b");
+    let len = |key: &SessionKey| {
+        let key = key.clone();
+        let store = &store;
+        async move { store.queue_len(&key).await.expect("queue_len") }
+    };
+    let of_a = store
+        .enqueue(&a, &message("t", "a1"))
+        .await
+        .expect("enqueue");
+    let of_b = store
+        .enqueue(&b, &message("t", "b1"))
+        .await
+        .expect("enqueue");
+
+    store.remove(&b, of_a).await.expect("foreign number");
+    assert_eq!((len(&a).await, len(&b).await), (1, 1));
+    store.remove(&a, of_a).await.expect("remove");
+    store.remove(&a, of_a).await.expect("remove again");
+    assert_eq!((len(&a).await, len(&b).await), (0, 1));
+
+    // Cleared, then filled again: numbers of the old queue are gone.
+    let old = store
+        .enqueue(&b, &message("t", "b2"))
+        .await
+        .expect("enqueue");
+    store.clear_queue(&b).await.expect("clear");
+    let new = store
+        .enqueue(&b, &message("t", "b3"))
+        .await
+        .expect("enqueue");
+    store.remove(&b, of_b).await.expect("stale number");
+    store.remove(&b, old).await.expect("stale number");
+    assert_eq!(len(&b).await, 1);
+    store.wait_for_purge();
+    store
+        .remove(&b, old)
+        .await
+        .expect("stale number after the purge");
+    assert_eq!(len(&b).await, 1);
+    let left = store.read_queue(&b, 0, 10).await.expect("read");
+    assert_eq!(left.len(), 1);
+    assert_eq!((left[0].0, payload(&left[0].1)), (new, "b3"));
+    store.remove(&b, new).await.expect("remove");
+    assert_eq!(len(&b).await, 0);
+}

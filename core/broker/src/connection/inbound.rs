@@ -12,6 +12,7 @@ use fogg_codec::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::pipeline::{Pipelined, Routed};
 use super::{Client, Close, Connection};
 use crate::acl::Source;
 use crate::message::{Delivery, Message};
@@ -266,20 +267,23 @@ where
         }
 
         let qos = publish.qos;
-        let reason = match self.publish_reason(client, publish).await {
-            Ok(reason) => reason,
+        let routed = match self.publish_reason(client, publish).await {
+            Ok(routed) => routed,
             Err(close) => return Some(close),
         };
-        // MQTT 3.x cannot carry a refusal: the message is dropped, yet
-        // acknowledged so the client does not resend it forever.
-        let ack_reason = if v5 { reason } else { ReasonCode::Success };
         match qos {
-            QoS::AtMostOnce => None,
-            QoS::AtLeastOnce => {
-                self.send_ack(Packet::PubAck, packet_id, ack_reason);
-                None
+            QoS::AtMostOnce | QoS::AtLeastOnce => {
+                self.pipeline_publish(Pipelined::new(routed, qos, packet_id))
+                    .await
             }
             QoS::ExactlyOnce => {
+                // Not pipelined: its PUBREC also waits on the incoming
+                // QoS 2 record below, and it is rare on this path.
+                let reason = match self.settle(routed).await {
+                    Ok(reason) => reason,
+                    Err(close) => return Some(close),
+                };
+                let ack_reason = if v5 { reason } else { ReasonCode::Success };
                 if !reason.is_error() {
                     client.session.state.lock().incoming_qos2.insert(packet_id);
                     if client.session.is_stored() {
@@ -306,12 +310,13 @@ where
         }
     }
 
-    /// Check and route one PUBLISH; the reason code for its acknowledgement.
+    /// Check one PUBLISH and route it: refused with a reason code, or
+    /// routed with its store writes still to wait for.
     async fn publish_reason(
         &mut self,
         client: &mut Client,
         publish: Publish,
-    ) -> Result<ReasonCode, Close> {
+    ) -> Result<Routed, Close> {
         if publish.properties.payload_format_indicator == Some(1)
             && std::str::from_utf8(&publish.payload).is_err()
         {
@@ -322,13 +327,13 @@ where
                         .to_owned(),
                 ));
             }
-            return Ok(ReasonCode::PayloadFormatInvalid);
+            return Ok(Routed::Refused(ReasonCode::PayloadFormatInvalid));
         }
         // `$SYS` is the broker's own: a client's PUBLISH there would pass
         // for broker statistics at every monitoring subscriber.
         if publish.topic == "$SYS" || publish.topic.starts_with("$SYS/") {
             tracing::debug!(topic = %publish.topic, "PUBLISH to $SYS refused");
-            return Ok(ReasonCode::NotAuthorized);
+            return Ok(Routed::Refused(ReasonCode::NotAuthorized));
         }
         let mut publish = publish;
         let mut mountpoint = None;
@@ -337,12 +342,12 @@ where
             PublishDecision::Allow(Some(modifiers)) => {
                 if let Err(why) = apply_modifiers(&mut publish, &mut mountpoint, modifiers) {
                     tracing::warn!(topic = %publish.topic, why, "backend returned an unusable PUBLISH modifier");
-                    return Ok(ReasonCode::ImplementationSpecificError);
+                    return Ok(Routed::Refused(ReasonCode::ImplementationSpecificError));
                 }
             }
             PublishDecision::Deny | PublishDecision::Next => {
                 tracing::debug!(topic = %publish.topic, "PUBLISH not authorized");
-                return Ok(ReasonCode::NotAuthorized);
+                return Ok(Routed::Refused(ReasonCode::NotAuthorized));
             }
         }
         // The decoded packet is moved, not copied: payload and topic are
@@ -356,25 +361,7 @@ where
             client.session.id,
         ));
         let mountpoint = mountpoint.as_deref().unwrap_or(&client.info.mountpoint);
-        match self.broker.publish(mountpoint, message).await {
-            Ok(0) => Ok(ReasonCode::NoMatchingSubscribers),
-            Ok(_) => Ok(ReasonCode::Success),
-            Err(e) => {
-                tracing::warn!(error = %e, "store write failed; message not accepted");
-                if self.version.is_v5() {
-                    // A refusal the client sees: nothing is acknowledged that
-                    // was not stored.
-                    Ok(ReasonCode::ImplementationSpecificError)
-                } else {
-                    // MQTT 3.x cannot refuse a PUBLISH: close without an
-                    // acknowledgement, so the client sends it again later.
-                    Err(Close::Server(
-                        ReasonCode::ImplementationSpecificError,
-                        format!("message store unavailable: {e}"),
-                    ))
-                }
-            }
-        }
+        Ok(Routed::Routing(self.broker.route(mountpoint, message)))
     }
 
     /// Fetch stale ACL answers again (see `authz`) before a PUBLISH or
@@ -442,7 +429,12 @@ where
         }
     }
 
-    fn send_ack(&mut self, kind: fn(PubAck) -> Packet, packet_id: u16, reason: ReasonCode) {
+    pub(super) fn send_ack(
+        &mut self,
+        kind: fn(PubAck) -> Packet,
+        packet_id: u16,
+        reason: ReasonCode,
+    ) {
         let ack = PubAck {
             packet_id,
             reason,

@@ -10,6 +10,7 @@ mod authz;
 mod handshake;
 mod inbound;
 mod outbound;
+mod pipeline;
 mod ratelimit;
 
 use std::collections::HashMap;
@@ -170,6 +171,9 @@ pub(crate) struct Connection<S> {
     pub rate: Option<Box<RateLimit>>,
     /// Packets wait in `rbuf` because the rate limit paused their handling.
     input_held: bool,
+    /// PUBLISHes waiting on the message store (see `pipeline`); always
+    /// empty between two reads.
+    pipeline: Vec<pipeline::Pipelined>,
 }
 
 /// Serve one accepted connection until it ends.
@@ -202,6 +206,7 @@ where
         read_hot: false,
         rate,
         input_held: false,
+        pipeline: Vec::new(),
     };
     let span = tracing::info_span!("conn", peer = %peer, client_id = tracing::field::Empty);
     async move {
@@ -457,11 +462,23 @@ where
     /// remove what the client acknowledged from the store, in one batch.
     async fn process_input(&mut self, client: &mut Client) -> Option<Close> {
         let close = self.handle_buffered(client).await;
-        self.broker.forget_delivered(&client.session).await;
+        self.broker.forget_delivered_soon(&client.session);
         close
     }
 
     async fn handle_buffered(&mut self, client: &mut Client) -> Option<Close> {
+        let close = self.handle_decoded(client).await;
+        // Whatever ended the batch, PUBLISHes already routed are settled
+        // (their deliveries queued, their PUBACKs sent) before it counts.
+        let settled = if self.pipeline.is_empty() {
+            None
+        } else {
+            self.drain_pipeline().await
+        };
+        close.or(settled)
+    }
+
+    async fn handle_decoded(&mut self, client: &mut Client) -> Option<Close> {
         loop {
             // Over its publish rate: the rest waits in the buffer (and the
             // socket) until the pause ends.
@@ -480,6 +497,12 @@ where
             ) {
                 Ok(Some(packet)) => {
                     Metrics::add(&self.broker.metrics.messages_received, 1);
+                    if !self.pipeline.is_empty()
+                        && !pipeline::may_overtake(&packet)
+                        && let Some(close) = self.drain_pipeline().await
+                    {
+                        return Some(close);
+                    }
                     if let Some(close) = self.handle(client, packet).await {
                         return Some(close);
                     }
