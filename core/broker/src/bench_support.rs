@@ -43,6 +43,7 @@ impl IndexFixture {
     pub fn match_count(&self, topic: &str) -> usize {
         self.index
             .matches("", topic, SharedPolicy::RoundRobin)
+            .targets
             .len()
     }
 }

@@ -164,13 +164,26 @@ impl BrokerState {
         mountpoint: &str,
         message: &Arc<Message>,
     ) -> Vec<(Arc<Session>, Delivery)> {
-        let mut targets = self.topics.matches(
+        let matches = self.topics.matches(
             mountpoint,
             &message.topic,
             self.settings.shared_subscription_policy,
         );
+        let repeats = matches.may_repeat_sessions();
+        let mut targets = matches.targets;
         if targets.is_empty() {
             return Vec::new();
+        }
+        if !repeats {
+            // One filter's subscribers are distinct sessions (the common
+            // case, a fan-out included): nothing to merge.
+            return targets
+                .into_iter()
+                .filter_map(|t| {
+                    let delivery = merge_targets(message, std::slice::from_ref(&t))?;
+                    Some((t.subscriber.session, delivery))
+                })
+                .collect();
         }
         targets.sort_by_key(|t| (t.shared.is_some(), t.subscriber.session.id));
         let mut planned = Vec::with_capacity(targets.len());

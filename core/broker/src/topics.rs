@@ -24,6 +24,22 @@ pub(crate) struct Subscriber {
 }
 
 /// One match for a published topic.
+/// The subscriptions matching a topic.
+#[derive(Default)]
+pub(crate) struct Matches {
+    pub targets: Vec<Target>,
+    /// Filters with (non-shared) subscribers that matched: when more than
+    /// one, a session may be among the targets several times.
+    pub subscriber_nodes: usize,
+}
+
+impl Matches {
+    /// Whether one session may appear in several (non-shared) targets.
+    pub fn may_repeat_sessions(&self) -> bool {
+        self.subscriber_nodes > 1
+    }
+}
+
 pub(crate) struct Target {
     pub subscriber: Subscriber,
     /// (group, filter) when the match came through a shared subscription.
@@ -154,8 +170,8 @@ impl TopicIndex {
     }
 
     /// Every subscription matching `topic`, with one member chosen per shared group.
-    pub fn matches(&self, mountpoint: &str, topic: &str, policy: SharedPolicy) -> Vec<Target> {
-        let mut out = Vec::new();
+    pub fn matches(&self, mountpoint: &str, topic: &str, policy: SharedPolicy) -> Matches {
+        let mut out = Matches::default();
         let roots = self.roots.read();
         if let Some(root) = roots.get(mountpoint) {
             let levels: Vec<&str> = topic.split('/').collect();
@@ -226,13 +242,7 @@ fn remove_at(node: &mut Node, levels: &[&str], group: Option<&str>, id: u64) -> 
     }
 }
 
-fn collect(
-    node: &Node,
-    levels: &[&str],
-    dollar: bool,
-    policy: SharedPolicy,
-    out: &mut Vec<Target>,
-) {
+fn collect(node: &Node, levels: &[&str], dollar: bool, policy: SharedPolicy, out: &mut Matches) {
     // `#` also matches the parent level ("a/#" matches "a").
     if let Some(hash) = node.children.get("#")
         && !dollar
@@ -252,14 +262,18 @@ fn collect(
     }
 }
 
-fn take_all(node: &Node, policy: SharedPolicy, out: &mut Vec<Target>) {
-    out.extend(node.subscribers.values().map(|s| Target {
-        subscriber: s.clone(),
-        shared: None,
-    }));
+fn take_all(node: &Node, policy: SharedPolicy, out: &mut Matches) {
+    if !node.subscribers.is_empty() {
+        out.subscriber_nodes += 1;
+    }
+    out.targets
+        .extend(node.subscribers.values().map(|s| Target {
+            subscriber: s.clone(),
+            shared: None,
+        }));
     for group in node.shared.values() {
         if let Some(member) = pick_member(group, policy) {
-            out.push(Target {
+            out.targets.push(Target {
                 subscriber: member.clone(),
                 shared: Some((group.name.clone(), group.filter.clone())),
             });

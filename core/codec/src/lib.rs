@@ -22,7 +22,7 @@ pub mod topic;
 mod types;
 
 pub use decode::{decode, peek_packet_type};
-pub use encode::{encode, encoded_len};
+pub use encode::{PublishRef, encode, encoded_len};
 pub use error::{DecodeError, EncodeError};
 pub use properties::{Properties, id as property_id};
 pub use reason::ReasonCode;

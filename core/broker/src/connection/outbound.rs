@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use fogg_api::{DeliveryStage, DeliveryState};
-use fogg_codec::{Packet, Properties, PubAck, Publish, QoS};
+use fogg_codec::{Packet, PubAck, PublishRef, QoS};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Client, Connection, FILL_LIMIT};
@@ -201,16 +201,7 @@ where
     ) -> bool {
         let message = &delivery.message;
         let v5 = self.version.is_v5();
-        let mut properties = if v5 {
-            let mut p = message.properties();
-            p.subscription_identifiers = delivery.subscription_ids.clone();
-            // [MQTT-3.3.2-6]: forward the remaining lifetime, not the original.
-            p.message_expiry_interval = message.remaining_expiry(Instant::now());
-            p
-        } else {
-            Properties::default()
-        };
-        // An alias already known to the client replaces the topic (no copy of it).
+        // An alias already known to the client replaces the topic.
         let outbound = client.aliases.as_ref().map(|a| &a.outbound);
         let known_alias = v5
             .then(|| outbound.and_then(|o| o.get(&message.topic)).copied())
@@ -219,24 +210,49 @@ where
         let new_alias =
             (v5 && known_alias.is_none() && used < usize::from(client.client_alias_max))
                 .then(|| (used + 1) as u16);
-        properties.topic_alias = known_alias.or(new_alias);
-        let packet = Packet::Publish(Publish {
+        let expiry = message.remaining_expiry(Instant::now());
+        // Most messages carry no properties: then none are built.
+        let properties = (v5
+            && (message.properties.is_some()
+                || !delivery.subscription_ids.is_empty()
+                || expiry.is_some()
+                || known_alias.or(new_alias).is_some()))
+        .then(|| {
+            let mut p = message.properties();
+            p.subscription_identifiers = delivery.subscription_ids.clone();
+            // [MQTT-3.3.2-6]: forward the remaining lifetime, not the original.
+            p.message_expiry_interval = expiry;
+            p.topic_alias = known_alias.or(new_alias);
+            p
+        });
+        let publish = PublishRef {
             dup,
             qos: delivery.qos,
             retain: delivery.retain,
-            topic: match known_alias {
-                Some(_) => String::new(),
-                None => message.topic.clone(),
+            topic: if known_alias.is_some() {
+                ""
+            } else {
+                &message.topic
             },
             packet_id,
-            payload: message.payload.clone(),
-            properties,
-        });
-        if fogg_codec::encoded_len(&packet, self.version) > client.max_packet_size as usize {
-            tracing::debug!(topic = %message.topic, "message larger than the client's maximum packet size; dropped for this client");
-            Metrics::add(&self.broker.metrics.publish_dropped, 1);
-            return false;
+            payload: &message.payload,
+            properties: properties.as_ref(),
+        };
+        match publish.encoded_len(self.version) {
+            Ok(len) if len <= client.max_packet_size as usize => {}
+            Ok(_) => {
+                tracing::debug!(topic = %message.topic, "message larger than the client's maximum packet size; dropped for this client");
+                Metrics::add(&self.broker.metrics.publish_dropped, 1);
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(topic = %message.topic, error = %e, "could not encode PUBLISH");
+                Metrics::add(&self.broker.metrics.publish_dropped, 1);
+                return false;
+            }
         }
+        // Cannot fail: `encoded_len` validated it.
+        let _ = publish.encode(self.version, &mut self.wbuf);
         if let Some(alias) = new_alias {
             client
                 .aliases
@@ -244,7 +260,7 @@ where
                 .outbound
                 .insert(message.topic.clone(), alias);
         }
-        self.send(&packet);
+        Metrics::add(&self.broker.metrics.messages_sent, 1);
         Metrics::add(&self.broker.metrics.publish_sent, 1);
         true
     }
