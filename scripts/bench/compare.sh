@@ -5,6 +5,9 @@
 # scenario starts a fresh fogg, runs fogg-bench against it, stops it, and does
 # the same with a fresh mosquitto (A B A B ...). Prints, per scenario, the
 # median of each broker and the ratio fogg/mosquitto. See core/bench/README.md.
+# With `relay` among the brokers (fogg-relay, a minimal forwarder: the
+# machine's ceiling) the throughput and latency scenarios also run against
+# it and the summary adds a BROKER/relay ratio column.
 #
 #   scripts/bench/compare.sh                  # 3 rounds, 5 s per throughput run
 #   scripts/bench/compare.sh --quick          # 1 round, 3 s: a smoke test
@@ -13,6 +16,7 @@
 #       --baseline fogg-memory --scenarios persist-q1,persist-q1-single
 #   scripts/bench/compare.sh --transport tls --scenarios connect-rate,pairs-q1
 #   scripts/bench/compare.sh --brokers fogg@ws,fogg@tcp --scenarios pairs-q0
+#   scripts/bench/compare.sh --brokers fogg,mosquitto,relay --scenarios pairs-q0,fan-out-q0
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -33,6 +37,8 @@ CONNECT_EXTRA=""
 BENCH_ARGS=""
 declare -A VARIANT_FILE=()
 ALL_SCENARIOS="pairs-q0 pairs-q1 pairs-q2 fan-in-q0 fan-out-q0 latency-q1 idle connect-rate persist-q1 persist-q1-single"
+# What the relay runs (it has no sessions, store, auth or TLS); "-" elsewhere.
+RELAY_SCENARIOS="pairs-q0 pairs-q1 pairs-q2 fan-in-q0 fan-out-q0 latency-q1"
 
 usage() {
     cat <<EOF
@@ -52,8 +58,11 @@ usage: $0 [--quick] [--rounds N] [--duration D] [--scenarios a,b,...]
   --brokers LIST      brokers run in turn each round (default fogg,mosquitto), each
                       NAME[@tcp|@tls|@ws]; NAME is mosquitto, fogg, fogg-memory
                       ([storage] backend = "memory"), fogg-os / fogg-fsync (the
-                      embedded store with durability "os" / "fsync"), or a --variant
-  --baseline NAME     ratios are each broker / this one (default: the last broker)
+                      embedded store with durability "os" / "fsync"), a --variant, or
+                      relay (fogg-relay, a minimal forwarder; TCP only, and only the
+                      scenarios ${RELAY_SCENARIOS// /,})
+  --baseline NAME     ratios are each broker / this one (default: the last broker
+                      other than relay); with relay, a BROKER/relay column too
   --transport T       transport of brokers given without @T (default tcp); tls makes
                       a CA and a server certificate (EC P-256) in OUT/pki for both
   --variant NAME=FILE fogg with FILE added to its conf.d (e.g. [storage], [auth],
@@ -120,13 +129,18 @@ for b in $BROKERS; do
     case "$name" in
         mosquitto) NEED_MOSQUITTO=1 ;;
         fogg|fogg-memory|fogg-os|fogg-fsync) ;;
+        relay)
+            if [ "$t" != tcp ]; then
+                echo "relay speaks plain TCP only, not $t ($b)" >&2
+                exit 64
+            fi ;;
         *)
             if [ -z "${VARIANT_FILE[$name]:-}" ]; then
-                echo "unknown broker $name: not mosquitto, fogg, fogg-memory, fogg-os, fogg-fsync or a --variant" >&2
+                echo "unknown broker $name: not mosquitto, fogg, fogg-memory, fogg-os, fogg-fsync, relay or a --variant" >&2
                 exit 64
             fi ;;
     esac
-    LAST_BROKER="$b"
+    if [ "$name" != relay ] || [ -z "$LAST_BROKER" ]; then LAST_BROKER="$b"; fi
 done
 for f in "${VARIANT_FILE[@]}" $FOGG_CONF; do
     [ -r "$f" ] || { echo "cannot read $f" >&2; exit 66; }
@@ -147,12 +161,15 @@ fi
 
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 if [ "$BUILD" = 1 ]; then
-    echo "== building fogg and fogg-bench (release)" >&2
-    (cd "$ROOT" && cargo build --release -p fogg-bench --bin fogg-bench && cargo build --release -p fogg --bin fogg) >&2
+    echo "== building fogg, fogg-bench and fogg-relay (release)" >&2
+    (cd "$ROOT" && cargo build --release -p fogg-bench --bins && cargo build --release -p fogg --bin fogg) >&2
 fi
 FOGG="$TARGET/release/fogg"
 BENCH="$TARGET/release/fogg-bench"
-for b in "$FOGG" "$BENCH"; do [ -x "$b" ] || { echo "missing $b" >&2; exit 69; }; done
+RELAY="$TARGET/release/fogg-relay"
+NEEDED=("$FOGG" "$BENCH")
+case " $BROKERS " in *" relay "*|*" relay@tcp "*) NEEDED+=("$RELAY") ;; esac
+for b in "${NEEDED[@]}"; do [ -x "$b" ] || { echo "missing $b" >&2; exit 69; }; done
 
 # Idle connections need file descriptors on both sides.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -236,6 +253,9 @@ EOF
         # able to write its persistence file here.
         chmod 777 "$dir"
         "$MOSQUITTO" -c "$dir/mosquitto.conf" > "$dir/broker.log" 2>&1 &
+        BROKER_PID=$!
+    elif [ "$name" = relay ]; then
+        "$RELAY" --listen "127.0.0.1:$port" > "$dir/broker.log" 2>&1 &
         BROKER_PID=$!
     else
         mkdir -p "$dir/conf.d" "$dir/data"
@@ -353,6 +373,13 @@ for round in $(seq 1 "$ROUNDS"); do
             transport="$TRANSPORT"
             [[ "$broker" == *@* ]] && transport="${broker#*@}"
             dir="$OUT/r$round/$scenario/${broker//@/-}"
+            if [ "$name" = relay ]; then
+                case " $RELAY_SCENARIOS " in
+                    *" $scenario "*) ;;
+                    *) echo "r$round [$broker] $scenario: not run (throughput and latency scenarios only)" >&2
+                       continue ;;
+                esac
+            fi
             port="$(free_port)"
             SCENARIO="$scenario"
             if ! start_broker "$name" "$transport" "$port" "$dir"; then
@@ -426,22 +453,29 @@ def fmt(v):
 print(f"\n{' vs '.join(brokers)}: medians over {rounds} round(s), {duration} timed runs, fresh broker per run")
 print(f"load before: {load_before}")
 print(f"load after:  {load_after}")
-others = [b for b in brokers if b != baseline]
+def is_relay(b):
+    return b.split("@")[0] == "relay"
+relays = [b for b in brokers if is_relay(b)]
+relay = relays[0] if relays and not is_relay(baseline) else None
+# Each broker / the baseline; with the relay (the ceiling) in the run, each
+# other broker / relay too, instead of relay / baseline.
+cols = [(b, baseline) for b in brokers if b != baseline and not (relay and is_relay(b))]
+if relay:
+    cols += [(b, relay) for b in brokers if not is_relay(b)]
 w = max([12] + [len(b) + 1 for b in brokers])
-rw = {b: max(10, len(b) + len(baseline) + 2) for b in others}
+rw = {c: max(10, len(c[0]) + len(c[1]) + 2) for c in cols}
 hdr = f"{'scenario':<17} {'metric':<18} " + " ".join(f"{b:>{w}}" for b in brokers)
-hdr += "".join(f" {(b + '/' + baseline):>{rw[b]}}" for b in others) + "  better"
+hdr += "".join(f" {(a + '/' + d):>{rw[(a, d)]}}" for a, d in cols) + "  better"
 print(hdr)
 print("-" * len(hdr))
 for key in order:
     for metric, better in shown[key]:
         vals = {b: med(key, b, metric)[0] for b in brokers}
-        base = vals[baseline]
         line = f"{key:<17} {metric:<18} " + " ".join(f"{fmt(vals[b]):>{w}}" for b in brokers)
-        for b in others:
-            v = vals[b]
+        for a, d in cols:
+            v, base = vals[a], vals[d]
             ratio = f"{v / base:.2f}x" if v is not None and base not in (None, 0) else "-"
-            line += f" {ratio:>{rw[b]}}"
+            line += f" {ratio:>{rw[(a, d)]}}"
         print(line + f"  {better}")
 
 # Everything that was not clean: loss, duplicates, reordering, errors, crashes.

@@ -69,6 +69,10 @@ pub struct FlowParams {
     pub persistent: bool,
     /// Prefix of client ids.
     pub tag: String,
+    /// Closed loop: each publisher sends exactly this many messages and the
+    /// run ends once all are delivered (or at `duration` + `drain`); the
+    /// rate then covers the whole run, with no warm-up left out.
+    pub messages: Option<u64>,
 }
 
 /// What a flow run measured.
@@ -267,18 +271,19 @@ pub async fn run(addrs: Arc<Addrs>, topo: Topology, params: FlowParams) -> Resul
             .map(|p| p.sent.load(Ordering::Relaxed))
             .sum::<u64>()
     };
-    sleep_until(clock.warmup_end.into()).await;
-    let (d0, s0, t0) = (sum(&sub_totals), sent_sum(), Instant::now());
-    sleep_until(clock.deadline.into()).await;
-    let (d1, s1, t1) = (sum(&sub_totals), sent_sum(), Instant::now());
-
     let mut result = FlowResult {
-        delivered_in_window: d1 - d0,
-        sent_in_window: s1 - s0,
-        window_secs: (t1 - t0).as_secs_f64(),
         setup_secs,
         ..FlowResult::default()
     };
+    if params.messages.is_none() {
+        sleep_until(clock.warmup_end.into()).await;
+        let (d0, s0, t0) = (sum(&sub_totals), sent_sum(), Instant::now());
+        sleep_until(clock.deadline.into()).await;
+        let (d1, s1, t1) = (sum(&sub_totals), sent_sum(), Instant::now());
+        result.delivered_in_window = d1 - d0;
+        result.sent_in_window = s1 - s0;
+        result.window_secs = (t1 - t0).as_secs_f64();
+    }
 
     for (p, task) in pub_tasks.into_iter().enumerate() {
         match task.await {
@@ -308,6 +313,12 @@ pub async fn run(addrs: Arc<Addrs>, topo: Topology, params: FlowParams) -> Resul
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if params.messages.is_some() {
+        // The whole run is the measured window.
+        result.delivered_in_window = sum(&sub_totals);
+        result.sent_in_window = sent_sum();
+        result.window_secs = epoch.elapsed().as_secs_f64();
     }
     let _ = stop_tx.send(true);
 
@@ -667,6 +678,7 @@ async fn closed_loop(
     if qos != QoS::AtMostOnce {
         min_send = min_send.min((inflight / 2).max(1));
     }
+    let limit = params.messages.unwrap_or(u64::MAX);
     // Deadlines and stalls are noticed on a coarse tick rather than a timer
     // armed for every wait.
     let mut tick = tokio::time::interval(
@@ -677,12 +689,14 @@ async fn closed_loop(
         buf.clear();
         put_pubrels(rel_rx, &mut buf)?;
         let now = Instant::now();
-        let sending = now < clock.deadline;
+        let sending = now < clock.deadline && seq < limit;
         // What a wait must be woken by: deliveries reaching `need_delivered`
         // (end-to-end window) and acks reaching `need_acked`.
         let mut need_delivered = u64::MAX;
         let mut need_acked = u64::MAX;
         if sending {
+            // The last messages of a fixed count may be fewer than min_send.
+            let min_send = min_send.min(limit - seq);
             let acked = shared.acked.load(Ordering::SeqCst);
             let ack_room = if qos == QoS::AtMostOnce {
                 u64::MAX
@@ -705,7 +719,10 @@ async fn closed_loop(
                 last_progress = now;
             }
             let e2e_room = window.saturating_sub(outstanding);
-            let n = ack_room.min(e2e_room).min(u64::from(batch));
+            let n = ack_room
+                .min(e2e_room)
+                .min(u64::from(batch))
+                .min(limit - seq);
             if n >= min_send {
                 let sent_ns = clock.ns(now);
                 for _ in 0..n {

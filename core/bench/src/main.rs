@@ -194,6 +194,12 @@ struct FlowArgs {
     /// with persistence writes every QoS 1/2 message it queues for them.
     #[arg(long)]
     persistent: bool,
+    /// Each publisher sends exactly N messages; the run ends as soon as all
+    /// are delivered (--duration + --drain is then only a time limit, and the
+    /// rate covers the whole run). For fixed-work runs such as
+    /// scripts/bench/instructions.sh.
+    #[arg(long)]
+    messages: Option<u64>,
 }
 
 fn parse_qos(s: &str) -> Result<QoS, String> {
@@ -414,6 +420,7 @@ async fn run(cli: Cli) -> Result<Report> {
                 record_latency: true,
                 persistent: false,
                 tag,
+                messages: None,
             };
             let mut r = flow::run(addrs, topo, params).await?;
             r.latencies_ns.sort_unstable();
@@ -542,6 +549,7 @@ async fn throughput(
         record_latency: false,
         persistent: flow.persistent,
         tag,
+        messages: flow.messages,
     };
     params.extend([
         ("persistent", json!(flow.persistent)),
@@ -552,6 +560,9 @@ async fn throughput(
     ]);
     if flow.qos != QoS::AtMostOnce {
         params.push(("inflight", json!(flow.inflight)));
+    }
+    if let Some(n) = flow.messages {
+        params.push(("messages", json!(n)));
     }
     let r = flow::run(addrs, topo, fp).await?;
     let mut report = flow_report(scenario, params, &r, flow.qos);
@@ -619,6 +630,7 @@ mod tests {
             ][..],
             &["fogg-bench", "--port", "1", "fan-in", "--publishers", "3"],
             &["fogg-bench", "--port", "1", "fan-out", "--subscribers", "3"],
+            &["fogg-bench", "--port", "1", "pairs", "--messages", "100"],
             &["fogg-bench", "--port", "1", "latency", "--rate", "10"],
             &["fogg-bench", "--port", "1", "idle", "--broker-pid", "1"],
             &[
