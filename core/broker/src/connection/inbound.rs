@@ -64,7 +64,9 @@ where
                 if let Some(close) = self.refresh_acl(client).await {
                     return Some(close);
                 }
-                self.on_publish(client, publish).await
+                // Boxed once here: a PUBLISH with its properties is ~450
+                // bytes, and every await below would copy it again.
+                self.on_publish(client, Box::new(publish)).await
             }
             Packet::PubAck(ack) => {
                 let mut state = client.session.state.lock();
@@ -188,7 +190,11 @@ where
         if max > 0 { expiry.min(max) } else { expiry }
     }
 
-    async fn on_publish(&mut self, client: &mut Client, mut publish: Publish) -> Option<Close> {
+    async fn on_publish(
+        &mut self,
+        client: &mut Client,
+        mut publish: Box<Publish>,
+    ) -> Option<Close> {
         Metrics::add(&self.broker.metrics.publish_received, 1);
         if let Some(rate) = &mut self.rate {
             rate.charge(publish.topic.len() + publish.payload.len());
@@ -315,7 +321,7 @@ where
     async fn publish_reason(
         &mut self,
         client: &mut Client,
-        publish: Publish,
+        publish: Box<Publish>,
     ) -> Result<Routed, Close> {
         if publish.properties.payload_format_indicator == Some(1)
             && std::str::from_utf8(&publish.payload).is_err()
