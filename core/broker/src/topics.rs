@@ -63,6 +63,10 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 #[derive(Default)]
 struct Node {
     children: Map<Box<str>, Node>,
+    /// Whether `children` has a `+` / a `#`: most levels have neither, and
+    /// a publish then looks up one child per level instead of three.
+    plus: bool,
+    hash: bool,
     /// Keyed by session id.
     subscribers: Map<u64, Subscriber>,
     shared: Map<Box<str>, SharedGroup>,
@@ -130,6 +134,11 @@ impl TopicIndex {
         };
         let mut node = root;
         for level in parsed.filter.split('/') {
+            match level {
+                "+" => node.plus = true,
+                "#" => node.hash = true,
+                _ => {}
+            }
             node = node.children.entry(Box::from(level)).or_default();
         }
         let id = sub.session.id;
@@ -180,10 +189,9 @@ impl TopicIndex {
         let mut out = Matches::default();
         let roots = self.roots.read();
         if let Some(root) = roots.get(mountpoint) {
-            let levels: Vec<&str> = topic.split('/').collect();
             // [MQTT-4.7.2-1]: a leading wildcard does not match `$` topics.
             let dollar = topic.starts_with('$');
-            collect(root, &levels, dollar, policy, &mut out);
+            collect(root, Some(topic), dollar, policy, &mut out);
         }
         out
     }
@@ -242,29 +250,42 @@ fn remove_at(node: &mut Node, levels: &[&str], group: Option<&str>, id: u64) -> 
             let removed = remove_at(child, rest, group, id);
             if child.is_empty() {
                 node.children.remove(*first);
+                match *first {
+                    "+" => node.plus = false,
+                    "#" => node.hash = false,
+                    _ => {}
+                }
             }
             removed
         }
     }
 }
 
-fn collect(node: &Node, levels: &[&str], dollar: bool, policy: SharedPolicy, out: &mut Matches) {
+/// `rest`: the levels of the topic not matched yet (`None`: all are).
+fn collect(node: &Node, rest: Option<&str>, dollar: bool, policy: SharedPolicy, out: &mut Matches) {
     // `#` also matches the parent level ("a/#" matches "a").
-    if let Some(hash) = node.children.get("#")
+    if node.hash
         && !dollar
+        && let Some(hash) = node.children.get("#")
     {
         take_all(hash, policy, out);
     }
-    match levels.split_first() {
-        None => take_all(node, policy, out),
-        Some((first, rest)) => {
-            if let Some(child) = node.children.get(*first) {
-                collect(child, rest, false, policy, out);
-            }
-            if !dollar && let Some(plus) = node.children.get("+") {
-                collect(plus, rest, false, policy, out);
-            }
-        }
+    let Some(rest) = rest else {
+        take_all(node, policy, out);
+        return;
+    };
+    let (first, next) = match rest.split_once('/') {
+        Some((first, next)) => (first, Some(next)),
+        None => (rest, None),
+    };
+    if let Some(child) = node.children.get(first) {
+        collect(child, next, false, policy, out);
+    }
+    if node.plus
+        && !dollar
+        && let Some(plus) = node.children.get("+")
+    {
+        collect(plus, next, false, policy, out);
     }
 }
 
@@ -302,4 +323,113 @@ fn pick_member(group: &SharedGroup, policy: SharedPolicy) -> Option<&Subscriber>
         .map(|i| &group.members[(start + i) % n])
         .find(|m| m.session.is_online())
         .or_else(|| group.members.get(start))
+}
+
+#[cfg(test)]
+mod tests {
+    use fogg_api::SessionKey;
+    use fogg_codec::{ProtocolVersion, SubscriptionOptions, topic};
+
+    use super::*;
+
+    const FILTERS: &[&str] = &[
+        "a/b/c", "a/+/c", "a/#", "#", "+/b/#", "+", "a/b", "$SYS/#", "$SYS/+/x", "+/+/+",
+        "a/b/c/#", "x//y", "x/+/y", "+/#",
+    ];
+    const TOPICS: &[&str] = &[
+        "a/b/c", "a/b", "a", "a/x/c", "b/b/q", "$SYS/a/x", "$SYS", "x//y", "x/z/y", "a/b/c/d", "q",
+        "a/", "/a",
+    ];
+
+    fn subscriber(session: &Arc<Session>) -> Subscriber {
+        Subscriber {
+            session: session.clone(),
+            options: SubscriptionOptions::default(),
+            identifier: None,
+        }
+    }
+
+    fn check(index: &TopicIndex, sessions: &[Arc<Session>], live: &[bool]) {
+        for topic in TOPICS {
+            let mut want: Vec<u64> = (0..FILTERS.len())
+                .filter(|&i| live[i] && topic::matches(FILTERS[i], topic))
+                .map(|i| sessions[i].id)
+                .collect();
+            want.sort_unstable();
+            let mut got: Vec<u64> = index
+                .matches("", topic, SharedPolicy::RoundRobin)
+                .targets
+                .iter()
+                .map(|t| t.subscriber.session.id)
+                .collect();
+            got.sort_unstable();
+            assert_eq!(got, want, "topic {topic:?}, live filters {live:?}");
+        }
+    }
+
+    /// The index answers like the reference matcher of fogg-codec while
+    /// filters (wildcards included) are added and removed.
+    #[test]
+    fn matches_agree_with_the_reference_matcher_as_filters_come_and_go() {
+        let index = TopicIndex::default();
+        let sessions: Vec<Arc<Session>> = (0..FILTERS.len())
+            .map(|i| {
+                Arc::new(Session::new(
+                    SessionKey::new("", format!("c{i}")),
+                    ProtocolVersion::V5,
+                    0,
+                ))
+            })
+            .collect();
+        let mut live = vec![false; FILTERS.len()];
+        let mut toggle = |i: usize, live: &mut Vec<bool>| {
+            let parsed = parse_filter(FILTERS[i]).expect("valid filter");
+            if live[i] {
+                assert!(index.unsubscribe("", &parsed, sessions[i].id));
+            } else {
+                index.subscribe("", &parsed, subscriber(&sessions[i]));
+            }
+            live[i] = !live[i];
+        };
+        for i in 0..FILTERS.len() {
+            toggle(i, &mut live);
+        }
+        check(&index, &sessions, &live);
+        // Remove them in an order that empties wildcard levels first,
+        // checking after each, then bring every other one back.
+        for i in [3, 5, 1, 4, 9, 13, 2, 0, 6, 7, 8, 10, 11, 12] {
+            toggle(i, &mut live);
+            check(&index, &sessions, &live);
+        }
+        for i in (0..FILTERS.len()).step_by(2) {
+            toggle(i, &mut live);
+            check(&index, &sessions, &live);
+        }
+    }
+
+    /// Only a session matched through two filters can be repeated.
+    #[test]
+    fn repeats_are_possible_only_across_filters() {
+        let index = TopicIndex::default();
+        let session = Arc::new(Session::new(
+            SessionKey::new("", "c"),
+            ProtocolVersion::V5,
+            0,
+        ));
+        let other = Arc::new(Session::new(
+            SessionKey::new("", "d"),
+            ProtocolVersion::V5,
+            0,
+        ));
+        for (s, filter) in [(&session, "a/#"), (&session, "a/b"), (&other, "a/b")] {
+            let parsed = parse_filter(filter).expect("valid filter");
+            index.subscribe("", &parsed, subscriber(s));
+        }
+        let both = index.matches("", "a/b", SharedPolicy::RoundRobin);
+        assert_eq!(both.targets.len(), 3);
+        assert!(both.may_repeat_sessions());
+        let one = index.matches("", "a/c", SharedPolicy::RoundRobin);
+        assert_eq!(one.targets.len(), 1);
+        assert!(!one.may_repeat_sessions());
+    }
 }
