@@ -382,7 +382,7 @@ mod tests {
             })
             .collect();
         let mut live = vec![false; FILTERS.len()];
-        let mut toggle = |i: usize, live: &mut Vec<bool>| {
+        let toggle = |i: usize, live: &mut [bool]| {
             let parsed = parse_filter(FILTERS[i]).expect("valid filter");
             if live[i] {
                 assert!(index.unsubscribe("", &parsed, sessions[i].id));
