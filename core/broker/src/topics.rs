@@ -121,7 +121,7 @@ pub(crate) fn parse_filter(raw: &str) -> Result<ParsedFilter<'_>, &'static str> 
 
 #[derive(Default)]
 pub(crate) struct TopicIndex {
-    roots: RwLock<HashMap<Arc<str>, Node>>,
+    roots: RwLock<Map<Arc<str>, Node>>,
 }
 
 impl TopicIndex {
