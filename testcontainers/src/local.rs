@@ -180,6 +180,10 @@ fn find_postgres() -> Result<Binaries, String> {
 /// another port).
 struct LaunchError {
     port_in_use: bool,
+    /// The previous instance on this data dir is not quite gone (PostgreSQL
+    /// finds its shared memory still attached just after a SIGKILL): worth
+    /// a retry in a moment.
+    predecessor_lingers: bool,
     error: Error,
 }
 
@@ -724,6 +728,7 @@ impl LocalServer {
     async fn launch(&mut self) -> Result<(), LaunchError> {
         let fail = |error| LaunchError {
             port_in_use: false,
+            predecessor_lingers: false,
             error,
         };
         let (log, offset) = self
@@ -759,6 +764,7 @@ impl LocalServer {
                 let output = read_from(&self.log_path, offset);
                 return Err(LaunchError {
                     port_in_use: looks_like_port_in_use(&output),
+                    predecessor_lingers: output.contains("pre-existing shared memory block"),
                     error: self.start_error(
                         what,
                         format!("exited ({status}) before accepting connections"),
@@ -775,6 +781,7 @@ impl LocalServer {
                             self.kill_child(false).await;
                             return Err(LaunchError {
                                 port_in_use: true,
+                                predecessor_lingers: false,
                                 error: self.start_error(what, last, offset),
                             });
                         }
@@ -853,6 +860,10 @@ impl LocalServer {
                         && matches!(self.bins, Binaries::Rabbitmq { .. }) =>
                 {
                     attempt += 1;
+                }
+                Err(e) if e.predecessor_lingers && attempt < 5 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(e) => return Err(e.error),
             }
