@@ -246,6 +246,12 @@ impl Session {
         self.stored.store(true, Ordering::Relaxed);
     }
 
+    /// The store numbers of messages the session is done with, to remove.
+    pub fn take_forget(&self) -> Option<Vec<u64>> {
+        let mut state = self.state.lock();
+        (!state.forget.is_empty()).then(|| std::mem::take(&mut state.forget))
+    }
+
     /// Offer a message; wakes the connection when queued while online.
     /// While the broker is overloaded a QoS 0 message for a slow consumer
     /// (offline, or with messages already waiting) is shed; QoS 1/2

@@ -232,12 +232,8 @@ impl BrokerState {
 
     /// Remove from the store the messages a session is done with.
     pub async fn forget_delivered(&self, session: &Session) {
-        let seqs = {
-            let mut state = session.state.lock();
-            if state.forget.is_empty() {
-                return;
-            }
-            std::mem::take(&mut state.forget)
+        let Some(seqs) = session.take_forget() else {
+            return;
         };
         // Failing here costs a duplicate after a restart, never a loss.
         if let Err(e) = self
@@ -255,12 +251,8 @@ impl BrokerState {
     /// restart (QoS 2 resumes with PUBREL), never a loss, so a connection
     /// need not stall on it between two reads.
     pub fn forget_delivered_soon(&self, session: &Session) {
-        let seqs = {
-            let mut state = session.state.lock();
-            if state.forget.is_empty() {
-                return;
-            }
-            std::mem::take(&mut state.forget)
+        let Some(seqs) = session.take_forget() else {
+            return;
         };
         let messages = self.services.messages.clone();
         let key = session.key.clone();
