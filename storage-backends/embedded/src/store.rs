@@ -1394,7 +1394,13 @@ impl WriterThread {
 
     /// Commits what is pending, then stops the thread.
     fn stop(&mut self) {
-        self.shared.stopping.store(true, Ordering::Release);
+        {
+            // Set under the lock the writer checks it under: otherwise the
+            // flag and the notification can both land between its check
+            // and its wait, and it waits forever (seen as a hung drop).
+            let _pending = self.shared.pending.lock();
+            self.shared.stopping.store(true, Ordering::Release);
+        }
         self.shared.pending_cv.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -1713,10 +1719,9 @@ impl MessageStore for EmbeddedStore {
     }
 
     async fn remove(&self, key: &SessionKey, seq: u64) -> Result<(), BackendError> {
+        // No shortcut on a missing queue record: a reader may see a message
+        // committed by a batch whose records are not published yet.
         let session = session_key_of(key);
-        if !self.shared.metas.read().contains_key(&session) {
-            return Ok(()); // no queue: nothing to remove, no need to write
-        }
         self.write("remove", Op::Remove { session, seq })
             .await
             .map(drop)
@@ -1769,8 +1774,8 @@ impl MessageStore for EmbeddedStore {
 
     async fn remove_many(&self, key: &SessionKey, seqs: &[u64]) -> Result<(), BackendError> {
         let session = session_key_of(key);
-        if seqs.is_empty() || !self.shared.metas.read().contains_key(&session) {
-            return Ok(()); // no queue: nothing to remove, no need to write
+        if seqs.is_empty() {
+            return Ok(());
         }
         let op = Op::RemoveMany {
             session,
