@@ -32,6 +32,8 @@
 # Needs redis-server, memcached, postgres + initdb (scripts/install-test-deps.sh),
 # psql, redis-cli, setpriv (PostgreSQL refuses to run as root), ss.
 set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 ROUNDS=3
@@ -78,19 +80,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-    local p i
-    for i in $(seq 1 100); do
-        p=$((61000 + RANDOM % 4500))
-        if [ -z "$(ss -Htan "( sport = :$p )" 2>/dev/null)" ]; then
-            echo "$p"
-            return 0
-        fi
-    done
-    echo "no free port found" >&2
-    return 1
-}
 
 # wait_listen NAME PORT PID: until something listens on PORT, or PID dies.
 wait_listen() {

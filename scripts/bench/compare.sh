@@ -18,6 +18,8 @@
 #   scripts/bench/compare.sh --brokers fogg@ws,fogg@tcp --scenarios pairs-q0
 #   scripts/bench/compare.sh --brokers fogg,mosquitto,relay --scenarios pairs-q0,fan-out-q0
 set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 ROUNDS=3
@@ -210,21 +212,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A free loopback port above the ephemeral range (32768-60999 by default),
-# chosen at random and checked against every socket using it.
-free_port() {
-    local p i
-    for i in $(seq 1 100); do
-        p=$((61000 + RANDOM % 4500))
-        if [ -z "$(ss -Htan "( sport = :$p )" 2>/dev/null)" ]; then
-            echo "$p"
-            return 0
-        fi
-    done
-    echo "no free port found" >&2
-    return 1
-}
-
 # start_broker NAME TRANSPORT PORT DIR: starts it in the background, sets
 # BROKER_PID, waits until it listens.
 start_broker() {
@@ -304,13 +291,6 @@ EOF
     done
     echo "$name did not listen on $port within 10 s" >&2
     return 1
-}
-
-# alive PID: running, not a zombie waiting to be reaped.
-alive() {
-    local state
-    state="$(sed -E 's/^.*\) (.).*$/\1/' "/proc/$1/stat" 2>/dev/null)" || return 1
-    [ -n "$state" ] && [ "$state" != Z ]
 }
 
 # stop_broker: SIGTERM, then SIGKILL after 10 s. Sets FATE to "crashed (exit

@@ -29,6 +29,8 @@
 # `relay` is fogg-relay; `mosquitto` is Debian's, persistence off.
 # Needs valgrind, ss, jq, python3, timeout. See core/bench/README.md.
 set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 REPEAT=3
@@ -113,25 +115,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-alive() {
-    local state
-    state="$(sed -E 's/^.*\) (.).*$/\1/' "/proc/$1/stat" 2>/dev/null)" || return 1
-    [ -n "$state" ] && [ "$state" != Z ]
-}
-
-free_port() {
-    local p i
-    for i in $(seq 1 100); do
-        p=$((61000 + RANDOM % 4500))
-        if [ -z "$(ss -Htan "( sport = :$p )" 2>/dev/null)" ]; then
-            echo "$p"
-            return 0
-        fi
-    done
-    echo "no free port found" >&2
-    return 1
-}
 
 # start_broker NAME PORT DIR: the broker under callgrind, writing DIR/callgrind.out.
 start_broker() {

@@ -200,15 +200,13 @@ impl FreshSeqs {
         }
     }
 
-    /// `Some(true)`: queued (and now forgotten); `None`: not known here.
-    fn take(&mut self, session: &[u8], seq: u64) -> Option<bool> {
-        match self.seqs.get(&seq) {
-            Some(&fp) if fp == Self::fingerprint(session) => {
-                self.seqs.remove(&seq);
-                Some(true)
-            }
-            _ => None,
+    /// True (and forgotten) when known to be queued; false: not known here.
+    fn take(&mut self, session: &[u8], seq: u64) -> bool {
+        let known = self.seqs.get(&seq) == Some(&Self::fingerprint(session));
+        if known {
+            self.seqs.remove(&seq);
         }
+        known
     }
 
     /// A cleared queue: its numbers are no longer queued.
@@ -1245,15 +1243,12 @@ impl Shared {
         // A message queued by this very group is not in the engine yet (and
         // never removed before its enqueue is answered): left alone, as a
         // lookup would.
-        let exists = if seq >= group.first_seq {
-            false
-        } else if let Some(known) = group.fresh.take(session, seq) {
-            known
-        } else {
-            self.queues
-                .contains_key(&key)
-                .map_err(|e| self.engine_error("remove", e))?
-        };
+        let exists = seq < group.first_seq
+            && (group.fresh.take(session, seq)
+                || self
+                    .queues
+                    .contains_key(&key)
+                    .map_err(|e| self.engine_error("remove", e))?);
         if exists {
             group.batch.remove(&self.queues, key.as_slice());
             group.removed.insert(key);
