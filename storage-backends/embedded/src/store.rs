@@ -1,7 +1,7 @@
 //! The store: opening a directory, the group-commit writer, reads, and the
 //! background removal of cleared queues.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use fogg_api::{
     BackendError, DeliveryState, ErrorKind, MessageStore, RetainStore, SessionKey, SessionStore,
     StoredMessage, StoredSession,
 };
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use parking_lot::{Condvar, Mutex, RwLock};
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use tokio::sync::oneshot;
@@ -1199,7 +1200,8 @@ impl Shared {
                 done,
             } => {
                 for key in keys {
-                    group.batch.remove(&self.queues, key.as_slice());
+                    // Weak, as in `remove_one`: each key was written once.
+                    group.batch.remove_weak(&self.queues, key.as_slice());
                 }
                 if *done && self.existing_meta(group, session).is_some() {
                     let meta = self.group_meta(group, session);
@@ -1250,7 +1252,10 @@ impl Shared {
                     .contains_key(&key)
                     .map_err(|e| self.engine_error("remove", e))?);
         if exists {
-            group.batch.remove(&self.queues, key.as_slice());
+            // Weak: queue keys are written once (numbers are never reused),
+            // so the tombstone may vanish with the record when they meet in
+            // a flush or compaction instead of going to the last level.
+            group.batch.remove_weak(&self.queues, key.as_slice());
             group.removed.insert(key);
             let meta = self.group_meta(group, session);
             meta.len = meta.len.saturating_sub(1);

@@ -1123,3 +1123,74 @@ async fn removals_of_recent_messages_keep_queue_lengths_exact() {
     store.remove(&b, new).await.expect("remove");
     assert_eq!(len(&b).await, 0);
 }
+
+/// Queue records are removed with weak tombstones (they vanish together
+/// with the record they delete instead of staying on disk): a removed
+/// message must stay removed wherever the record and its tombstone meet,
+/// in the memtable, across flushed tables, in a compaction, after reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_messages_stay_removed_through_flushes_compactions_and_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = SessionKey::new("", "weak");
+    let seqs = {
+        let store = open(dir.path());
+        let mut seqs = Vec::new();
+        for i in 0..600 {
+            let seq = store
+                .enqueue(&key, &message("t", &format!("m{i}")))
+                .await
+                .expect("enqueue");
+            seqs.push(seq);
+        }
+        // The first 300 reach a table; then a third of them are removed
+        // (record on disk, tombstone in the memtable), and a third of the
+        // rest before any flush (both in the memtable).
+        store.compact().expect("flush");
+        for seq in seqs.iter().step_by(3) {
+            store.remove(&key, *seq).await.expect("remove");
+        }
+        seqs
+    };
+    let kept: Vec<String> = (0..600)
+        .filter(|i| i % 3 != 0)
+        .map(|i| format!("m{i}"))
+        .collect();
+    // Reopen: the tombstones come back from the journal.
+    let store = open(dir.path());
+    assert_eq!(read_all(&store, &key).await, kept);
+    assert_eq!(store.queue_len(&key).await.expect("len"), kept.len());
+    // Flushed beside the records they delete, then compacted together.
+    store.compact().expect("compact");
+    assert_eq!(read_all(&store, &key).await, kept);
+    // Remove the rest, half before a flush and half after.
+    let rest: Vec<u64> = seqs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 0)
+        .map(|(_, s)| *s)
+        .collect();
+    let (early, late) = rest.split_at(rest.len() / 2);
+    store.remove_many(&key, early).await.expect("remove");
+    store.compact().expect("flush");
+    store.remove_many(&key, late).await.expect("remove");
+    assert!(read_all(&store, &key).await.is_empty());
+    store.compact().expect("compact");
+    assert!(read_all(&store, &key).await.is_empty());
+    drop(store);
+
+    let store = open(dir.path());
+    assert!(read_all(&store, &key).await.is_empty());
+    assert_eq!(store.queue_len(&key).await.expect("len"), 0);
+    // New messages after all that are numbered above every old one.
+    let seq = store
+        .enqueue(&key, &message("t", "after"))
+        .await
+        .expect("enqueue");
+    assert!(seq > *seqs.last().expect("seqs"));
+    assert_eq!(read_all(&store, &key).await, vec!["after".to_owned()]);
+}
+
+async fn read_all(store: &EmbeddedStore, key: &SessionKey) -> Vec<String> {
+    let page = store.read_queue(key, 0, 1000).await.expect("read");
+    page.iter().map(|(_, m)| payload(m).to_owned()).collect()
+}
