@@ -274,10 +274,7 @@ fn collect(node: &Node, rest: Option<&str>, dollar: bool, policy: SharedPolicy, 
         take_all(node, policy, out);
         return;
     };
-    let (first, next) = match rest.split_once('/') {
-        Some((first, next)) => (first, Some(next)),
-        None => (rest, None),
-    };
+    let (first, next) = split_level(rest);
     if let Some(child) = node.children.get(first) {
         collect(child, next, false, policy, out);
     }
@@ -286,6 +283,17 @@ fn collect(node: &Node, rest: Option<&str>, dollar: bool, policy: SharedPolicy, 
         && let Some(plus) = node.children.get("+")
     {
         collect(plus, next, false, policy, out);
+    }
+}
+
+/// The first level of `rest` and what follows its `/`, if anything does.
+fn split_level(rest: &str) -> (&str, Option<&str>) {
+    // A byte scan: levels are short, and `split_once(char)`'s searcher costs
+    // more per call than the scan (measured with callgrind).
+    match rest.bytes().position(|b| b == b'/') {
+        // `/` is ASCII, so both sides of it are character boundaries.
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
     }
 }
 

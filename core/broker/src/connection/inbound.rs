@@ -236,7 +236,7 @@ where
         }
         // Wildcards and U+0000 were refused by the decoder ([MQTT-3.3.2-2]),
         // and an alias only ever maps to a topic that passed it.
-        if publish.topic.split('/').count() > self.broker.settings.max_topic_levels {
+        if topic::level_count(&publish.topic) > self.broker.settings.max_topic_levels {
             return violation(
                 ReasonCode::TopicNameInvalid,
                 format!(
@@ -467,7 +467,7 @@ where
                 }
             };
             if topic::validate_topic_filter(parsed.filter).is_err()
-                || parsed.filter.split('/').count() > self.broker.settings.max_topic_levels
+                || topic::level_count(parsed.filter) > self.broker.settings.max_topic_levels
             {
                 reasons.push(ReasonCode::TopicFilterInvalid);
                 continue;
