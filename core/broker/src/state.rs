@@ -177,13 +177,14 @@ impl BrokerState {
         if !repeats {
             // One filter's subscribers are distinct sessions (the common
             // case, a fan-out included): nothing to merge.
-            return targets
-                .into_iter()
-                .filter_map(|t| {
-                    let delivery = merge_targets(message, std::slice::from_ref(&t))?;
-                    Some((t.subscriber.session, delivery))
-                })
-                .collect();
+            // Sized up front: `filter_map` promises no length, and growing
+            // by doubling copied the plan ~9 times in a 500-way fan-out.
+            let mut planned = Vec::with_capacity(targets.len());
+            planned.extend(targets.into_iter().filter_map(|t| {
+                let delivery = merge_targets(message, std::slice::from_ref(&t))?;
+                Some((t.subscriber.session, delivery))
+            }));
+            return planned;
         }
         targets.sort_by_key(|t| (t.shared.is_some(), t.subscriber.session.id));
         let mut planned = Vec::with_capacity(targets.len());
