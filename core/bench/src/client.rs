@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::BytesMut;
 use fogg_codec::{
-    Connect, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode, Subscribe, SubscribeFilter,
+    Connect, Packet, ProtocolVersion, QoS, ReasonCode, Subscribe, SubscribeFilter,
     SubscriptionOptions,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -174,7 +174,7 @@ impl Conn {
 
     /// SUBSCRIBE to one filter and wait for a SUBACK granting `qos`.
     pub async fn subscribe(&mut self, filter: &str, qos: QoS) -> Result<()> {
-        let packet = Packet::Subscribe(Subscribe {
+        let packet = Packet::Subscribe(Box::new(Subscribe {
             packet_id: 1,
             filters: vec![SubscribeFilter {
                 filter: filter.to_string(),
@@ -184,7 +184,7 @@ impl Conn {
                 },
             }],
             properties: Default::default(),
-        });
+        }));
         tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
             self.send(&packet).await?;
             match self.recv().await? {
@@ -231,7 +231,7 @@ pub fn connect_packet(client_id: &str, clean_session: bool) -> Packet {
 }
 
 pub fn disconnect_packet() -> Packet {
-    Packet::Disconnect(Disconnect::default())
+    Packet::Disconnect(Box::default())
 }
 
 /// Encodes `packet` onto `buf` (packets the bench builds itself always

@@ -82,7 +82,7 @@ impl PublishTemplate {
         if payload_len < HEADER_LEN {
             bail!("payload must be at least {HEADER_LEN} bytes (publisher id, sequence, time)");
         }
-        let packet = Packet::Publish(Publish {
+        let packet = Packet::Publish(Box::new(Publish {
             qos,
             topic: topic.to_string(),
             packet_id: (qos != QoS::AtMostOnce).then_some(1),
@@ -95,7 +95,7 @@ impl PublishTemplate {
                 payload_len,
             ),
             ..Publish::default()
-        });
+        }));
         let mut buf = BytesMut::new();
         fogg_codec::encode(&packet, ProtocolVersion::V3_1_1, &mut buf)?;
         let payload_at = buf.len() - payload_len;
@@ -164,13 +164,13 @@ mod tests {
                     };
                     let mut ours = BytesMut::new();
                     template.put(stamp, &mut ours);
-                    let packet = Packet::Publish(Publish {
+                    let packet = Packet::Publish(Box::new(Publish {
                         qos,
                         topic: "fogg-bench/x/pairs/7".into(),
                         packet_id: (qos != QoS::AtMostOnce).then(|| packet_id(seq)),
                         payload: payload(stamp, len),
                         ..Publish::default()
-                    });
+                    }));
                     let mut theirs = BytesMut::new();
                     fogg_codec::encode(&packet, ProtocolVersion::V3_1_1, &mut theirs).unwrap();
                     assert_eq!(ours, theirs, "qos {qos:?} len {len} seq {seq}");

@@ -62,7 +62,7 @@ async fn connected_as(
 /// SUBSCRIBE several filters at QoS 1 in one packet; the reason codes.
 async fn subscribe_all(client: &mut RawClient, filters: &[&str]) -> Vec<ReasonCode> {
     client
-        .send(Packet::Subscribe(Subscribe {
+        .send(Packet::Subscribe(Box::new(Subscribe {
             packet_id: 11,
             filters: filters
                 .iter()
@@ -75,7 +75,7 @@ async fn subscribe_all(client: &mut RawClient, filters: &[&str]) -> Vec<ReasonCo
                 })
                 .collect(),
             properties: Properties::default(),
-        }))
+        })))
         .await;
     match client.recv().await {
         Some(Packet::SubAck(ack)) => {
@@ -133,7 +133,7 @@ async fn denied_subscribe_is_0x87_in_v5_and_0x80_in_v4() {
             vec![ReasonCode::UnspecifiedError, ReasonCode::GrantedQoS1]
         );
         // On the wire: the single 3.1.1 failure code 0x80 [MQTT-3.9.3-2].
-        old.send(Packet::Subscribe(Subscribe {
+        old.send(Packet::Subscribe(Box::new(Subscribe {
             packet_id: 0x0102,
             filters: vec![
                 SubscribeFilter {
@@ -152,7 +152,7 @@ async fn denied_subscribe_is_0x87_in_v5_and_0x80_in_v4() {
                 },
             ],
             properties: Properties::default(),
-        }))
+        })))
         .await;
         assert_eq!(
             old.recv_raw(6).await,
@@ -203,13 +203,13 @@ async fn denied_publish_is_refused_in_v5_and_dropped_in_v4() {
         )
         .await;
         // 3.1.1 cannot say no: acknowledged [MQTT-3.3.5-2], not delivered.
-        old.send(Packet::Publish(publish_packet(
+        old.send(Packet::Publish(Box::new(publish_packet(
             "ro/x",
             b"5",
             QoS::AtLeastOnce,
             false,
             0x0A0B,
-        )))
+        ))))
         .await;
         assert_eq!(old.recv_raw(4).await, vec![0x40, 0x02, 0x0A, 0x0B]);
         assert_eq!(

@@ -327,13 +327,13 @@ async fn revoked_credentials_disconnect_and_an_outage_keeps_the_old_rules() {
     db.set(Row::WrongPassword);
     handle.invalidate_acl(InvalidateScope::All).await;
     client
-        .send(Packet::Publish(publish_packet(
+        .send(Packet::Publish(Box::new(publish_packet(
             "a/1",
             b"x",
             QoS::AtLeastOnce,
             false,
             9,
-        )))
+        ))))
         .await;
     client.expect_disconnect(ReasonCode::NotAuthorized).await;
     broker.shutdown().await;

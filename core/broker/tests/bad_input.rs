@@ -19,8 +19,8 @@ use common::{
     raw_publish, test_config,
 };
 use fogg_codec::{
-    Auth, Disconnect, Packet, Properties, ProtocolVersion, PubAck, Publish, QoS, ReasonCode,
-    RetainHandling, Subscribe, SubscribeFilter, SubscriptionOptions, Unsubscribe,
+    AckProperties, Auth, Disconnect, Packet, Properties, ProtocolVersion, PubAck, Publish, QoS,
+    ReasonCode, RetainHandling, Subscribe, SubscribeFilter, SubscriptionOptions, Unsubscribe,
     property_id as pid,
 };
 use tokio::io::AsyncWriteExt;
@@ -690,13 +690,13 @@ fn templates() -> Vec<Vec<u8>> {
     let ack = PubAck {
         packet_id: 9,
         reason: ReasonCode::NoMatchingSubscribers,
-        properties: Properties {
+        properties: AckProperties {
             reason_string: Some("why".into()),
-            ..Properties::default()
+            ..AckProperties::default()
         },
     };
     let packets = vec![
-        Packet::Publish(Publish {
+        Packet::Publish(Box::new(Publish {
             dup: false,
             qos: QoS::AtLeastOnce,
             retain: true,
@@ -704,8 +704,8 @@ fn templates() -> Vec<Vec<u8>> {
             packet_id: Some(5),
             payload: Bytes::from_static(b"hello"),
             properties: props,
-        }),
-        Packet::Subscribe(Subscribe {
+        })),
+        Packet::Subscribe(Box::new(Subscribe {
             packet_id: 6,
             filters: vec![
                 SubscribeFilter {
@@ -726,12 +726,12 @@ fn templates() -> Vec<Vec<u8>> {
                 subscription_identifiers: vec![7],
                 ..user.clone()
             },
-        }),
-        Packet::Unsubscribe(Unsubscribe {
+        })),
+        Packet::Unsubscribe(Box::new(Unsubscribe {
             packet_id: 8,
             filters: vec!["fuzz/#".into(), "$share/g/fuzz/+".into()],
             properties: user.clone(),
-        }),
+        })),
         Packet::PubAck(ack.clone()),
         Packet::PubRec(ack.clone()),
         Packet::PubRel(PubAck {
@@ -742,22 +742,22 @@ fn templates() -> Vec<Vec<u8>> {
             reason: ReasonCode::PacketIdentifierNotFound,
             ..ack
         }),
-        Packet::Disconnect(Disconnect {
+        Packet::Disconnect(Box::new(Disconnect {
             reason: ReasonCode::DisconnectWithWill,
             properties: Properties {
                 session_expiry_interval: Some(0),
                 reason_string: Some("bye".into()),
                 ..user.clone()
             },
-        }),
-        Packet::Auth(Auth {
+        })),
+        Packet::Auth(Box::new(Auth {
             reason: ReasonCode::ReAuthenticate,
             properties: Properties {
                 authentication_method: Some("X".into()),
                 authentication_data: Some(Bytes::from_static(b"d")),
                 ..user
             },
-        }),
+        })),
         Packet::PingReq,
     ];
     packets.iter().map(|p| encoded(p, V5)).collect()

@@ -435,7 +435,7 @@ async fn connack_v5_properties_follow_configuration() {
 
     // The advertised Maximum Packet Size is enforced.
     let big = publish_packet("big", &[b'x'; 5000], QoS::AtMostOnce, false, 0);
-    client.send(Packet::Publish(big)).await;
+    client.send(Packet::Publish(Box::new(big))).await;
     client.expect_disconnect(ReasonCode::PacketTooLarge).await;
     broker.shutdown().await;
 }

@@ -83,26 +83,26 @@ fn auth_connect(id: &str, method: &str, data: &[u8]) -> Connect {
 }
 
 fn auth(reason: ReasonCode, method: &str, data: &[u8]) -> Packet {
-    Packet::Auth(Auth {
+    Packet::Auth(Box::new(Auth {
         reason,
         properties: Properties {
             authentication_method: Some(method.to_owned()),
             authentication_data: Some(Bytes::copy_from_slice(data)),
             ..Properties::default()
         },
-    })
+    }))
 }
 
 async fn expect_auth(client: &mut RawClient) -> Auth {
     match client.recv().await {
-        Some(Packet::Auth(a)) => a,
+        Some(Packet::Auth(a)) => *a,
         other => panic!("expected AUTH, got {other:?}"),
     }
 }
 
 async fn expect_connack(client: &mut RawClient) -> ConnAck {
     match client.recv().await {
-        Some(Packet::ConnAck(a)) => a,
+        Some(Packet::ConnAck(a)) => *a,
         other => panic!("expected CONNACK, got {other:?}"),
     }
 }
@@ -236,13 +236,13 @@ async fn wrong_packets_during_the_connect_exchange_are_refused() {
         ("PINGREQ", Packet::PingReq),
         (
             "PUBLISH",
-            Packet::Publish(common::publish_packet(
+            Packet::Publish(Box::new(common::publish_packet(
                 "ea/x",
                 b"x",
                 QoS::AtMostOnce,
                 false,
                 0,
-            )),
+            ))),
         ),
         (
             "AUTH 0x19",
@@ -265,10 +265,10 @@ async fn wrong_packets_during_the_connect_exchange_are_refused() {
     // An AUTH without a method at all.
     let mut client = challenged(broker.addr, "ea-no-method").await;
     client
-        .send(Packet::Auth(Auth {
+        .send(Packet::Auth(Box::new(Auth {
             reason: ReasonCode::ContinueAuthentication,
             properties: Properties::default(),
-        }))
+        })))
         .await;
     assert_eq!(
         expect_connack(&mut client).await.reason,

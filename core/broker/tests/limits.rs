@@ -200,13 +200,13 @@ async fn ping_loop(
         i += 1;
         let started = Instant::now();
         let payload = (i as u32).to_be_bytes();
-        c.send(Packet::Publish(publish_packet(
+        c.send(Packet::Publish(Box::new(publish_packet(
             &topic,
             &payload,
             QoS::AtLeastOnce,
             false,
             1,
-        )))
+        ))))
         .await;
         // PUBACK and the PUBLISH come in either order.
         let mut got = None;
@@ -296,7 +296,7 @@ async fn flood(flood_addr: SocketAddr, others: SocketAddr, tag: &str, n: u32) ->
         for i in 0..n {
             let id = (i % 60_000 + 1) as u16;
             let publish = publish_packet(&topic, &i.to_be_bytes(), QoS::AtLeastOnce, false, id);
-            fogg_codec::encode(&Packet::Publish(publish), V4, &mut out).unwrap();
+            fogg_codec::encode(&Packet::Publish(Box::new(publish)), V4, &mut out).unwrap();
             if out.len() > 4096 || i + 1 == n {
                 wr.write_all(&out).await.unwrap();
                 out.clear();

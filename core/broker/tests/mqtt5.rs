@@ -61,13 +61,13 @@ async fn inbound_topic_alias_is_resolved_to_the_full_topic() {
         ReasonCode::Success
     );
     publisher
-        .send(Packet::Publish(with_props(
+        .send(Packet::Publish(Box::new(with_props(
             "",
             b"three",
             QoS::AtMostOnce,
             0,
             alias(3),
-        )))
+        ))))
         .await;
     // Re-map alias 3 to another topic, then use it again.
     let remap = with_props("alias/u", b"four", QoS::AtLeastOnce, 3, alias(3));
@@ -140,13 +140,13 @@ async fn topic_alias_above_the_server_maximum_is_topic_alias_invalid() {
         ReasonCode::NoMatchingSubscribers
     );
     client
-        .send(Packet::Publish(with_props(
+        .send(Packet::Publish(Box::new(with_props(
             "alias/max",
             b"x",
             QoS::AtMostOnce,
             0,
             alias(11),
-        )))
+        ))))
         .await;
     let d = client.expect_disconnect_packet().await;
     assert_eq!(d.reason, ReasonCode::TopicAliasInvalid, "{d:?}");
@@ -165,13 +165,13 @@ async fn topic_aliases_disabled_refuse_every_alias() {
     // 0 is the default, so the property is left out [MQTT-3.2.2-17 context].
     assert_eq!(ack.properties.topic_alias_maximum, None);
     client
-        .send(Packet::Publish(with_props(
+        .send(Packet::Publish(Box::new(with_props(
             "alias/off",
             b"x",
             QoS::AtMostOnce,
             0,
             alias(1),
-        )))
+        ))))
         .await;
     client
         .expect_disconnect(ReasonCode::TopicAliasInvalid)
@@ -185,22 +185,22 @@ async fn empty_topic_with_an_alias_never_set_is_a_protocol_error() {
     let mut client = RawClient::connected(broker.addr, V5, "ta-unset").await;
     // Alias 1 set for one topic does not make alias 2 known.
     client
-        .send(Packet::Publish(with_props(
+        .send(Packet::Publish(Box::new(with_props(
             "alias/set",
             b"x",
             QoS::AtMostOnce,
             0,
             alias(1),
-        )))
+        ))))
         .await;
     client
-        .send(Packet::Publish(with_props(
+        .send(Packet::Publish(Box::new(with_props(
             "",
             b"x",
             QoS::AtLeastOnce,
             1,
             alias(2),
-        )))
+        ))))
         .await;
     let d = client.expect_disconnect_packet().await;
     assert_eq!(d.reason, ReasonCode::ProtocolError, "{d:?}");
@@ -213,13 +213,13 @@ async fn empty_topic_without_alias_is_a_protocol_error() {
     let broker = common::start_default().await;
     let mut client = RawClient::connected(broker.addr, V5, "ta-none").await;
     client
-        .send(Packet::Publish(publish_packet(
+        .send(Packet::Publish(Box::new(publish_packet(
             "",
             b"x",
             QoS::AtLeastOnce,
             false,
             1,
-        )))
+        ))))
         .await;
     client.expect_disconnect(ReasonCode::ProtocolError).await;
     broker.shutdown().await;
@@ -232,25 +232,25 @@ async fn aliases_are_per_connection() {
     sub.subscribe("alias/conn", QoS::AtMostOnce).await;
     let mut first = RawClient::connected(broker.addr, V5, "ta-conn-1").await;
     first
-        .send(Packet::Publish(with_props(
+        .send(Packet::Publish(Box::new(with_props(
             "alias/conn",
             b"x",
             QoS::AtMostOnce,
             0,
             alias(1),
-        )))
+        ))))
         .await;
     assert_eq!(&sub.expect_publish().await.payload[..], b"x");
     // Another connection cannot use the first one's alias.
     let mut second = RawClient::connected(broker.addr, V5, "ta-conn-2").await;
     second
-        .send(Packet::Publish(with_props(
+        .send(Packet::Publish(Box::new(with_props(
             "",
             b"y",
             QoS::AtMostOnce,
             0,
             alias(1),
-        )))
+        ))))
         .await;
     second.expect_disconnect(ReasonCode::ProtocolError).await;
     sub.expect_nothing().await;
@@ -314,10 +314,10 @@ async fn publish_above_the_server_maximum_packet_size_is_packet_too_large() {
     let sized = |total: usize| {
         let mut publish = publish_packet("mps/in", b"", QoS::AtLeastOnce, false, 1);
         // The remaining length takes two bytes at these sizes.
-        let base = fogg_codec::encoded_len(&Packet::Publish(publish.clone()), V5) + 1;
+        let base = fogg_codec::encoded_len(&Packet::Publish(Box::new(publish.clone())), V5) + 1;
         publish.payload = Bytes::from(vec![b'x'; total - base]);
         assert_eq!(
-            fogg_codec::encoded_len(&Packet::Publish(publish.clone()), V5),
+            fogg_codec::encoded_len(&Packet::Publish(Box::new(publish.clone())), V5),
             total
         );
         publish
@@ -328,7 +328,7 @@ async fn publish_above_the_server_maximum_packet_size_is_packet_too_large() {
         ReasonCode::NoMatchingSubscribers
     );
     // One byte more is not.
-    client.send(Packet::Publish(sized(257))).await;
+    client.send(Packet::Publish(Box::new(sized(257)))).await;
     let d = client.expect_disconnect_packet().await;
     assert_eq!(d.reason, ReasonCode::PacketTooLarge, "{d:?}");
     assert!(d.properties.reason_string.is_some(), "{d:?}");
@@ -336,13 +336,13 @@ async fn publish_above_the_server_maximum_packet_size_is_packet_too_large() {
     // A 500-byte message is refused too.
     let mut client = RawClient::connected(broker.addr, V5, "mps-in-2").await;
     client
-        .send(Packet::Publish(publish_packet(
+        .send(Packet::Publish(Box::new(publish_packet(
             "mps/in",
             &[7u8; 500],
             QoS::AtMostOnce,
             false,
             0,
-        )))
+        ))))
         .await;
     client.expect_disconnect(ReasonCode::PacketTooLarge).await;
     broker.shutdown().await;
@@ -366,7 +366,7 @@ async fn messages_above_the_client_maximum_packet_size_are_skipped_not_blocking(
         let p = sub.expect_publish().await;
         assert_eq!(&p.payload[..], b"small", "{qos:?}");
         assert_eq!(p.qos, qos);
-        assert!(fogg_codec::encoded_len(&Packet::Publish(p), V5) <= 100);
+        assert!(fogg_codec::encoded_len(&Packet::Publish(Box::new(p)), V5) <= 100);
     }
     sub.expect_nothing().await;
     // The same message still reaches a subscriber without a limit.
@@ -542,13 +542,13 @@ async fn payload_format_utf8_with_invalid_payload_is_refused() {
     publisher.ping_pong().await;
     // QoS 0 has no acknowledgement to carry the refusal: DISCONNECT 0x99.
     publisher
-        .send(Packet::Publish(with_props(
+        .send(Packet::Publish(Box::new(with_props(
             "pfi/t",
             &bad,
             QoS::AtMostOnce,
             0,
             utf8,
-        )))
+        ))))
         .await;
     publisher
         .expect_disconnect(ReasonCode::PayloadFormatInvalid)
@@ -718,13 +718,13 @@ async fn request_problem_information_zero_keeps_reason_strings_off_acks() {
 
     // [MQTT-3.1.2-29]: no Reason String or User Property on acknowledgements.
     client
-        .send(Packet::Publish(publish_packet(
+        .send(Packet::Publish(Box::new(publish_packet(
             "rpi/denied",
             b"x",
             QoS::AtLeastOnce,
             false,
             1,
-        )))
+        ))))
         .await;
     match client.recv().await {
         Some(Packet::PubAck(ack)) => {
@@ -734,13 +734,13 @@ async fn request_problem_information_zero_keeps_reason_strings_off_acks() {
         other => panic!("expected PUBACK, got {other:?}"),
     }
     client
-        .send(Packet::Publish(publish_packet(
+        .send(Packet::Publish(Box::new(publish_packet(
             "rpi/denied",
             b"x",
             QoS::ExactlyOnce,
             false,
             2,
-        )))
+        ))))
         .await;
     match client.recv().await {
         Some(Packet::PubRec(rec)) => {
@@ -750,7 +750,7 @@ async fn request_problem_information_zero_keeps_reason_strings_off_acks() {
         other => panic!("expected PUBREC, got {other:?}"),
     }
     client
-        .send(Packet::Subscribe(Subscribe {
+        .send(Packet::Subscribe(Box::new(Subscribe {
             packet_id: 3,
             filters: vec![
                 SubscribeFilter {
@@ -763,7 +763,7 @@ async fn request_problem_information_zero_keeps_reason_strings_off_acks() {
                 },
             ],
             properties: Properties::default(),
-        }))
+        })))
         .await;
     match client.recv().await {
         Some(Packet::SubAck(ack)) => {
@@ -777,13 +777,13 @@ async fn request_problem_information_zero_keeps_reason_strings_off_acks() {
     }
     // A DISCONNECT may still say why.
     client
-        .send(Packet::Publish(publish_packet(
+        .send(Packet::Publish(Box::new(publish_packet(
             "",
             b"x",
             QoS::AtMostOnce,
             false,
             0,
-        )))
+        ))))
         .await;
     let d = client.expect_disconnect_packet().await;
     assert_eq!(d.reason, ReasonCode::ProtocolError);
@@ -799,7 +799,13 @@ async fn server_disconnect_carries_a_reason_string() {
     let cases: Vec<(Vec<u8>, ReasonCode, &str)> = vec![
         (
             common::encoded(
-                &Packet::Publish(publish_packet("", b"x", QoS::AtMostOnce, false, 0)),
+                &Packet::Publish(Box::new(publish_packet(
+                    "",
+                    b"x",
+                    QoS::AtMostOnce,
+                    false,
+                    0,
+                ))),
                 V5,
             ),
             ReasonCode::ProtocolError,
@@ -837,18 +843,18 @@ async fn reason_strings_never_exceed_the_client_maximum_packet_size() {
     });
     let mut client = connect_expect(broker.addr, connect, false).await;
     client
-        .send(Packet::Publish(publish_packet(
+        .send(Packet::Publish(Box::new(publish_packet(
             "",
             b"x",
             QoS::AtMostOnce,
             false,
             0,
-        )))
+        ))))
         .await;
     let d = client.expect_disconnect_packet().await;
     assert_eq!(d.reason, ReasonCode::ProtocolError);
     assert_eq!(d.properties.reason_string, None, "{d:?}");
-    assert!(fogg_codec::encoded_len(&Packet::Disconnect(d), V5) <= 16);
+    assert!(fogg_codec::encoded_len(&Packet::Disconnect(Box::new(d)), V5) <= 16);
 
     // [MQTT-3.2.2-19]: the same for a refusing CONNACK.
     let connect = v5_connect("small-connack", |c| {
@@ -858,7 +864,7 @@ async fn reason_strings_never_exceed_the_client_maximum_packet_size() {
     let (mut client, ack) = RawClient::connect(broker.addr, connect).await;
     assert_eq!(ack.reason, ReasonCode::BadAuthenticationMethod);
     assert_eq!(ack.properties.reason_string, None, "{ack:?}");
-    assert!(fogg_codec::encoded_len(&Packet::ConnAck(ack), V5) <= 16);
+    assert!(fogg_codec::encoded_len(&Packet::ConnAck(Box::new(ack)), V5) <= 16);
     assert!(client.expect_closed().await.is_none());
 
     // With room for it, the reason string is there.

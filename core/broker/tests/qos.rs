@@ -97,13 +97,13 @@ async fn qos2_flow(version: ProtocolVersion) {
     for round in 0..3u16 {
         let id = 10 + round;
         publisher
-            .send(Packet::Publish(publish_packet(
+            .send(Packet::Publish(Box::new(publish_packet(
                 "q2/t",
                 b"exactly",
                 QoS::ExactlyOnce,
                 false,
                 id,
-            )))
+            ))))
             .await;
         match publisher.recv().await {
             Some(Packet::PubRec(rec)) => {
@@ -167,7 +167,9 @@ async fn duplicate_qos2_publish_is_delivered_once() {
             RawClient::connected(broker.addr, version, &format!("dpub{}", version.level())).await;
         let mut publish = publish_packet("dup/t", b"once", QoS::ExactlyOnce, false, 5);
         for attempt in 0..3 {
-            publisher.send(Packet::Publish(publish.clone())).await;
+            publisher
+                .send(Packet::Publish(Box::new(publish.clone())))
+                .await;
             match publisher.recv().await {
                 Some(Packet::PubRec(rec)) => {
                     assert_eq!(rec.packet_id, 5);
@@ -374,8 +376,15 @@ async fn server_receive_maximum_is_enforced() {
     let (mut client, ack) = RawClient::connect(broker.addr, connect_packet(V5, "greedy")).await;
     assert_eq!(ack.properties.receive_maximum, Some(2));
 
-    let send_q2 =
-        |id: u16| Packet::Publish(publish_packet("srm/t", b"x", QoS::ExactlyOnce, false, id));
+    let send_q2 = |id: u16| {
+        Packet::Publish(Box::new(publish_packet(
+            "srm/t",
+            b"x",
+            QoS::ExactlyOnce,
+            false,
+            id,
+        )))
+    };
     for id in [1, 2] {
         client.send(send_q2(id)).await;
         match client.recv().await {
@@ -413,13 +422,13 @@ async fn ordered_stream(version: ProtocolVersion, receive_maximum: Option<u16>) 
     let mut publisher = RawClient::connected(broker.addr, version, "writer").await;
     for i in 1..=N {
         publisher
-            .send(Packet::Publish(publish_packet(
+            .send(Packet::Publish(Box::new(publish_packet(
                 "order/t",
                 i.to_string().as_bytes(),
                 QoS::AtLeastOnce,
                 false,
                 i,
-            )))
+            ))))
             .await;
     }
     for i in 1..=N {

@@ -41,7 +41,7 @@ async fn ack_one_by_one(sub: &mut RawClient, first: Publish) -> Vec<String> {
             None => return out,
             Some(Some(Packet::Publish(p))) => {
                 out.push(text(&p));
-                current = p;
+                current = *p;
             }
             other => panic!("expected PUBLISH, got {other:?}"),
         }

@@ -213,11 +213,11 @@ async fn retain_handling_v5() {
     sub.subscribe_with("rh/+", one, Properties::default()).await;
     sub.expect_nothing().await;
     // After UNSUBSCRIBE it is new again.
-    sub.send(Packet::Unsubscribe(Unsubscribe {
+    sub.send(Packet::Unsubscribe(Box::new(Unsubscribe {
         packet_id: 3,
         filters: vec!["rh/+".into()],
         properties: Properties::default(),
-    }))
+    })))
     .await;
     match sub.recv().await {
         Some(Packet::UnsubAck(ack)) => assert_eq!(ack.reasons, vec![ReasonCode::Success]),
@@ -353,26 +353,26 @@ async fn retain_not_available() {
     v5.publish("nr/t", b"ok", QoS::AtLeastOnce, false).await;
     assert_eq!(&sub.expect_publish().await.payload[..], b"ok");
     // Spec 3.3.1.3 and 4.13: DISCONNECT 0x9A.
-    v5.send(Packet::Publish(publish_packet(
+    v5.send(Packet::Publish(Box::new(publish_packet(
         "nr/t",
         b"r",
         QoS::AtLeastOnce,
         true,
         9,
-    )))
+    ))))
     .await;
     v5.expect_disconnect(ReasonCode::RetainNotSupported).await;
     sub.expect_nothing().await;
 
     // 3.1.1 has no reason code: the connection is closed.
     let mut v4 = RawClient::connected(broker.addr, V4, "nr4").await;
-    v4.send(Packet::Publish(publish_packet(
+    v4.send(Packet::Publish(Box::new(publish_packet(
         "nr/t",
         b"r",
         QoS::AtMostOnce,
         true,
         0,
-    )))
+    ))))
     .await;
     assert_eq!(v4.expect_closed().await, None);
 

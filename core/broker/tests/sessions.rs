@@ -191,13 +191,13 @@ async fn disconnect_cannot_turn_a_zero_expiry_into_a_session() {
     let broker = common::start_default().await;
     let mut client = RawClient::connected(broker.addr, V5, "zero").await;
     client
-        .send(Packet::Disconnect(Disconnect {
+        .send(Packet::Disconnect(Box::new(Disconnect {
             reason: ReasonCode::Success,
             properties: Properties {
                 session_expiry_interval: Some(30),
                 ..Properties::default()
             },
-        }))
+        })))
         .await;
     // Spec 3.14.2.2.2: a Protocol Error.
     client.expect_disconnect(ReasonCode::ProtocolError).await;
@@ -213,13 +213,13 @@ async fn disconnect_can_shorten_the_session_expiry() {
         connect_expect(broker.addr, persistent_connect(V5, "shorten", 300), false).await;
     client.subscribe("shorten/t", QoS::AtLeastOnce).await;
     client
-        .send(Packet::Disconnect(Disconnect {
+        .send(Packet::Disconnect(Box::new(Disconnect {
             reason: ReasonCode::Success,
             properties: Properties {
                 session_expiry_interval: Some(0),
                 ..Properties::default()
             },
-        }))
+        })))
         .await;
     assert_eq!(client.expect_closed().await, None);
     let client = connect_expect(broker.addr, persistent_connect(V5, "shorten", 300), false).await;

@@ -143,11 +143,11 @@ async fn queue_prefix_is_one_group_per_filter() {
     );
 
     // Unsubscribing leaves the group to the other member.
-    a.send(Packet::Unsubscribe(fogg_codec::Unsubscribe {
+    a.send(Packet::Unsubscribe(Box::new(fogg_codec::Unsubscribe {
         packet_id: 2,
         filters: vec!["$queue/qq/t".into()],
         properties: Properties::default(),
-    }))
+    })))
     .await;
     match a.recv().await {
         Some(Packet::UnsubAck(ack)) => assert_eq!(ack.reasons, vec![ReasonCode::Success]),
@@ -240,14 +240,14 @@ async fn no_local_on_a_shared_subscription_is_a_protocol_error() {
         ..SubscriptionOptions::default()
     };
     client
-        .send(Packet::Subscribe(Subscribe {
+        .send(Packet::Subscribe(Box::new(Subscribe {
             packet_id: 1,
             filters: vec![SubscribeFilter {
                 filter: "$queue/nl/t".into(),
                 options,
             }],
             properties: Properties::default(),
-        }))
+        })))
         .await;
     let d = client.expect_disconnect_packet().await;
     assert_eq!(d.reason, ReasonCode::ProtocolError);
@@ -288,11 +288,11 @@ async fn invalid_shared_forms_are_topic_filter_invalid() {
         let mut client =
             RawClient::connected(broker.addr, version, &format!("inv-{}", version.level())).await;
         client
-            .send(Packet::Subscribe(Subscribe {
+            .send(Packet::Subscribe(Box::new(Subscribe {
                 packet_id: 9,
                 filters: filters.clone(),
                 properties: Properties::default(),
-            }))
+            })))
             .await;
         let ack = match client.recv().await {
             Some(Packet::SubAck(ack)) => ack,

@@ -125,10 +125,10 @@ async fn will_published_on_disconnect_with_will_v5() {
     );
     let mut client = connect_ok(broker.addr, connect).await;
     client
-        .send(Packet::Disconnect(Disconnect {
+        .send(Packet::Disconnect(Box::new(Disconnect {
             reason: ReasonCode::DisconnectWithWill,
             ..Disconnect::default()
-        }))
+        })))
         .await;
     assert_eq!(client.expect_closed().await, None);
     expect_will(&mut w, "will/asked", b"as requested").await;
@@ -397,13 +397,13 @@ async fn will_stays_cancelled_when_the_resumed_session_ends_v5() {
         RawClient::connect(broker.addr, persistent_connect(V5, "returner", 60)).await;
     assert!(ack.session_present);
     again
-        .send(Packet::Disconnect(Disconnect {
+        .send(Packet::Disconnect(Box::new(Disconnect {
             reason: ReasonCode::Success,
             properties: fogg_codec::Properties {
                 session_expiry_interval: Some(0),
                 ..Default::default()
             },
-        }))
+        })))
         .await;
     assert_eq!(again.expect_closed().await, None);
     if let Some(p) = w.recv_within(Duration::from_secs(3)).await {

@@ -160,13 +160,13 @@ async fn an_incoming_qos2_resend_after_a_restart_is_not_delivered_twice() {
     // A persistent publisher sends a QoS 2 PUBLISH and gets PUBREC...
     let mut publisher = connect_expect(broker.addr, persistent_connect(V4, "pub", 0), false).await;
     publisher
-        .send(Packet::Publish(publish_packet(
+        .send(Packet::Publish(Box::new(publish_packet(
             "t/x",
             b"once",
             QoS::ExactlyOnce,
             false,
             7,
-        )))
+        ))))
         .await;
     assert!(matches!(publisher.recv().await, Some(Packet::PubRec(_))));
     drop(publisher);
@@ -177,7 +177,7 @@ async fn an_incoming_qos2_resend_after_a_restart_is_not_delivered_twice() {
     let mut publisher = connect_expect(broker.addr, persistent_connect(V4, "pub", 0), true).await;
     let mut again = publish_packet("t/x", b"once", QoS::ExactlyOnce, false, 7);
     again.dup = true;
-    publisher.send(Packet::Publish(again)).await;
+    publisher.send(Packet::Publish(Box::new(again))).await;
     assert!(matches!(publisher.recv().await, Some(Packet::PubRec(_))));
     publisher.send(Packet::PubRel(PubAck::new(7))).await;
     assert!(matches!(publisher.recv().await, Some(Packet::PubComp(_))));
@@ -318,13 +318,13 @@ async fn a_failed_store_write_is_never_acknowledged() {
     // MQTT 3.1.1 cannot refuse: no PUBACK, the connection closes, and the
     // client will send the message again.
     let mut v4 = RawClient::connected(broker.addr, V4, "pub4").await;
-    v4.send(Packet::Publish(publish_packet(
+    v4.send(Packet::Publish(Box::new(publish_packet(
         "t/x",
         b"b",
         QoS::AtLeastOnce,
         false,
         3,
-    )))
+    ))))
     .await;
     assert!(
         v4.expect_closed().await.is_none(),
@@ -356,11 +356,11 @@ async fn publishes_read_together_are_stored_together_and_acknowledged_in_order()
     for id in 1..=n {
         let payload = id.to_be_bytes();
         let packet = publish_packet("t/x", &payload, QoS::AtLeastOnce, false, id);
-        burst.extend(encoded(&Packet::Publish(packet), V5));
+        burst.extend(encoded(&Packet::Publish(Box::new(packet)), V5));
     }
     // A QoS 0 message last: it must not overtake the stored ones either.
     let last = publish_packet("t/x", b"q0", QoS::AtMostOnce, false, 0);
-    burst.extend(encoded(&Packet::Publish(last), V5));
+    burst.extend(encoded(&Packet::Publish(Box::new(last)), V5));
     publisher.send_raw(&burst).await;
 
     let mut delivered_ids = Vec::new();

@@ -21,7 +21,7 @@ fn publish(qos: QoS, version: ProtocolVersion) -> Packet {
         properties.message_expiry_interval = Some(3600);
         properties.content_type = Some("application/json".into());
     }
-    Packet::Publish(Publish {
+    Packet::Publish(Box::new(Publish {
         dup: false,
         qos,
         retain: false,
@@ -29,7 +29,7 @@ fn publish(qos: QoS, version: ProtocolVersion) -> Packet {
         packet_id: (qos != QoS::AtMostOnce).then_some(42),
         payload: Bytes::from(vec![0x5Au8; 64]),
         properties,
-    })
+    }))
 }
 
 fn connect(version: ProtocolVersion) -> Packet {

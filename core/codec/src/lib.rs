@@ -24,7 +24,7 @@ mod types;
 pub use decode::{decode, peek_packet_type};
 pub use encode::{PublishRef, encode, encoded_len};
 pub use error::{DecodeError, EncodeError};
-pub use properties::{Properties, id as property_id};
+pub use properties::{AckProperties, Properties, id as property_id};
 pub use reason::ReasonCode;
 pub use types::*;
 

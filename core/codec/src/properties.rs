@@ -2,6 +2,8 @@
 //!
 //! One struct holds every property; which ones may appear on which packet is
 //! checked by the decoder (a property on the wrong packet is a Malformed Packet, spec 2.2.2.2).
+//! The QoS acknowledgements, which may carry only two, use the smaller
+//! [`AckProperties`].
 
 use bytes::Bytes;
 
@@ -131,5 +133,23 @@ impl Properties {
             && wildcard_subscription_available.is_none()
             && subscription_identifier_available.is_none()
             && shared_subscription_available.is_none()
+    }
+}
+
+/// The properties of PUBACK, PUBREC, PUBREL and PUBCOMP: only Reason String
+/// and User Property are allowed there (MQTT 5 sections 3.4.2.2 to 3.7.2.2).
+/// Small and allocation-free when empty, so the acknowledgements stay cheap
+/// to build and to move.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AckProperties {
+    pub reason_string: Option<String>,
+    /// In order; the same name may appear more than once.
+    pub user_properties: Vec<(String, String)>,
+}
+
+impl AckProperties {
+    /// True when no property is set.
+    pub fn is_empty(&self) -> bool {
+        self.reason_string.is_none() && self.user_properties.is_empty()
     }
 }

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use crate::{Properties, ReasonCode};
+use crate::{AckProperties, Properties, ReasonCode};
 
 /// Protocol level as carried in CONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,24 +66,30 @@ pub enum RetainHandling {
 }
 
 /// Every control packet.
+///
+/// Kept small (see the size test below): a decoded packet is moved several
+/// times per message on the broker's hot path, so every variant that holds a
+/// [`Properties`] is boxed. The QoS acknowledgements stay inline and carry
+/// only the two properties they may have ([`AckProperties`]), so a PUBACK
+/// costs no allocation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Packet {
     Connect(Box<Connect>),
-    ConnAck(ConnAck),
-    Publish(Publish),
+    ConnAck(Box<ConnAck>),
+    Publish(Box<Publish>),
     PubAck(PubAck),
     PubRec(PubAck),
     PubRel(PubAck),
     PubComp(PubAck),
-    Subscribe(Subscribe),
-    SubAck(SubAck),
-    Unsubscribe(Unsubscribe),
-    UnsubAck(UnsubAck),
+    Subscribe(Box<Subscribe>),
+    SubAck(Box<SubAck>),
+    Unsubscribe(Box<Unsubscribe>),
+    UnsubAck(Box<UnsubAck>),
     PingReq,
     PingResp,
-    Disconnect(Disconnect),
+    Disconnect(Box<Disconnect>),
     /// MQTT 5 only.
-    Auth(Auth),
+    Auth(Box<Auth>),
 }
 
 impl Packet {
@@ -159,7 +165,9 @@ pub struct Publish {
 pub struct PubAck {
     pub packet_id: u16,
     pub reason: ReasonCode,
-    pub properties: Properties,
+    /// Reason String and User Properties, the only ones these packets may
+    /// carry (MQTT 5 sections 3.4.2.2 to 3.7.2.2).
+    pub properties: AckProperties,
 }
 
 impl PubAck {
@@ -167,7 +175,7 @@ impl PubAck {
         PubAck {
             packet_id,
             reason: ReasonCode::Success,
-            properties: Properties::default(),
+            properties: AckProperties::default(),
         }
     }
 }
@@ -228,4 +236,21 @@ pub struct Disconnect {
 pub struct Auth {
     pub reason: ReasonCode,
     pub properties: Properties,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decoded packets are moved several times per message on the broker's
+    /// hot path (decoder results, `handle(packet)` futures), each move a
+    /// memcpy of the whole enum: large variants must stay boxed.
+    #[test]
+    fn packet_stays_small() {
+        assert!(
+            std::mem::size_of::<Packet>() <= 64,
+            "Packet is {} bytes",
+            std::mem::size_of::<Packet>()
+        );
+    }
 }

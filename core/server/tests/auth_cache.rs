@@ -129,7 +129,7 @@ fn connect(addr: SocketAddr, version: ProtocolVersion, id: &str, pw: &str) -> Re
         properties: Properties::default(),
     })));
     let ack: ConnAck = match client.recv_within(WAIT) {
-        Recv::Packet(Packet::ConnAck(ack)) => ack,
+        Recv::Packet(Packet::ConnAck(ack)) => *ack,
         other => panic!("expected CONNACK for {id}, got {other:?}"),
     };
     if ack.reason == ReasonCode::Success {

@@ -363,11 +363,11 @@ fn persistent_session(version: Mqtt) {
 
     let (mut publisher, ack) = RawClient::connect(fogg.addr(), Mqtt::V5.codec(), "publisher");
     assert_eq!(ack.reason, ReasonCode::Success, "{ack:?}");
-    publisher.send(&Packet::Publish(fogg_codec::Publish {
+    publisher.send(&Packet::Publish(Box::new(fogg_codec::Publish {
         topic: topic.clone(),
         payload: b"qos 0 while offline".to_vec().into(),
         ..Default::default()
-    }));
+    })));
     for (i, packet_id) in (1..=3).zip(10u16..) {
         publisher.publish_qos1(&topic, &format!("offline {i}"), packet_id);
     }

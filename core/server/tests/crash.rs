@@ -44,7 +44,7 @@ fn persistent(addr: SocketAddr, id: &str) -> (RawClient, ConnAck) {
     connect.clean_start = false;
     client.send(&Packet::Connect(connect));
     match client.recv_within(WAIT) {
-        Recv::Packet(Packet::ConnAck(ack)) => (client, ack),
+        Recv::Packet(Packet::ConnAck(ack)) => (client, *ack),
         other => panic!("expected CONNACK, got {other:?}"),
     }
 }
@@ -52,7 +52,7 @@ fn persistent(addr: SocketAddr, id: &str) -> (RawClient, ConnAck) {
 /// A persistent subscriber to `flood/#` that leaves, so the flood queues.
 fn leave_subscriber(addr: SocketAddr, qos: QoS) {
     let (mut sub, _) = persistent(addr, "sub");
-    sub.send(&Packet::Subscribe(Subscribe {
+    sub.send(&Packet::Subscribe(Box::new(Subscribe {
         packet_id: 1,
         filters: vec![SubscribeFilter {
             filter: "flood/#".to_owned(),
@@ -62,7 +62,7 @@ fn leave_subscriber(addr: SocketAddr, qos: QoS) {
             },
         }],
         properties: Properties::default(),
-    }));
+    })));
     assert!(matches!(
         sub.recv_within(WAIT),
         Recv::Packet(Packet::SubAck(_))
@@ -71,14 +71,14 @@ fn leave_subscriber(addr: SocketAddr, qos: QoS) {
 }
 
 fn publish_packet(topic: String, payload: String, qos: QoS, retain: bool, id: u16) -> Packet {
-    Packet::Publish(Publish {
+    Packet::Publish(Box::new(Publish {
         qos,
         retain,
         topic,
         packet_id: Some(id),
         payload: Bytes::from(payload),
         ..Publish::default()
-    })
+    }))
 }
 
 /// Publish `count` messages in windows; each one acknowledged (PUBACK, or
@@ -201,14 +201,14 @@ fn collect(addr: SocketAddr, expected: &HashSet<usize>) -> HashMap<usize, usize>
 
 fn verify_retained(addr: SocketAddr) {
     let (mut reader, _) = RawClient::connect(addr, V4, "reader");
-    reader.send(&Packet::Subscribe(Subscribe {
+    reader.send(&Packet::Subscribe(Box::new(Subscribe {
         packet_id: 1,
         filters: vec![SubscribeFilter {
             filter: "keep/#".to_owned(),
             options: SubscriptionOptions::default(),
         }],
         properties: Properties::default(),
-    }));
+    })));
     let mut retained = HashSet::new();
     while retained.len() < RETAINED {
         match reader.recv_within(WAIT) {

@@ -36,7 +36,7 @@ fn persistent(addr: SocketAddr, id: &str) -> (RawClient, ConnAck) {
     connect.clean_start = false;
     client.send(&Packet::Connect(connect));
     match client.recv_within(WAIT) {
-        Recv::Packet(Packet::ConnAck(ack)) => (client, ack),
+        Recv::Packet(Packet::ConnAck(ack)) => (client, *ack),
         other => panic!("expected CONNACK, got {other:?}"),
     }
 }
@@ -49,7 +49,7 @@ fn expect(client: &mut RawClient) -> Packet {
 }
 
 fn subscribe(client: &mut RawClient, filter: &str) {
-    client.send(&Packet::Subscribe(Subscribe {
+    client.send(&Packet::Subscribe(Box::new(Subscribe {
         packet_id: 1,
         filters: vec![SubscribeFilter {
             filter: filter.to_owned(),
@@ -59,19 +59,19 @@ fn subscribe(client: &mut RawClient, filter: &str) {
             },
         }],
         properties: Properties::default(),
-    }));
+    })));
     assert!(matches!(expect(client), Packet::SubAck(_)));
 }
 
 fn publish(client: &mut RawClient, topic: &str, payload: &str, retain: bool, id: u16) {
-    client.send(&Packet::Publish(Publish {
+    client.send(&Packet::Publish(Box::new(Publish {
         qos: QoS::AtLeastOnce,
         retain,
         topic: topic.to_owned(),
         packet_id: Some(id),
         payload: Bytes::from(payload.to_owned()),
         ..Publish::default()
-    }));
+    })));
     match expect(client) {
         Packet::PubAck(ack) => assert_eq!(ack.packet_id, id),
         other => panic!("expected PUBACK, got {other:?}"),
@@ -84,7 +84,7 @@ fn receive(client: &mut RawClient) -> Publish {
             if let Some(id) = p.packet_id {
                 client.send(&Packet::PubAck(PubAck::new(id)));
             }
-            p
+            *p
         }
         other => panic!("expected PUBLISH, got {other:?}"),
     }

@@ -115,7 +115,7 @@ fn a_full_disk_refuses_what_it_cannot_store_and_loses_nothing_it_acknowledged() 
     let addr = fogg.addr();
 
     let mut sub = persistent_subscriber(addr);
-    sub.send(&Packet::Subscribe(Subscribe {
+    sub.send(&Packet::Subscribe(Box::new(Subscribe {
         packet_id: 1,
         filters: vec![SubscribeFilter {
             filter: "fill/#".to_owned(),
@@ -125,7 +125,7 @@ fn a_full_disk_refuses_what_it_cannot_store_and_loses_nothing_it_acknowledged() 
             },
         }],
         properties: Properties::default(),
-    }));
+    })));
     assert!(matches!(
         sub.recv_within(WAIT),
         Recv::Packet(Packet::SubAck(_))
@@ -139,13 +139,13 @@ fn a_full_disk_refuses_what_it_cannot_store_and_loses_nothing_it_acknowledged() 
     let mut acked = 0usize;
     let mut refused = None;
     for i in 0..4000u32 {
-        publisher.send(&Packet::Publish(Publish {
+        publisher.send(&Packet::Publish(Box::new(Publish {
             qos: QoS::AtLeastOnce,
             topic: format!("fill/{i}"),
             packet_id: Some((i % 60_000 + 1) as u16),
             payload: payload.clone(),
             ..Publish::default()
-        }));
+        })));
         match publisher.recv_within(WAIT) {
             Recv::Packet(Packet::PubAck(ack)) if ack.reason == ReasonCode::Success => acked += 1,
             Recv::Packet(Packet::PubAck(ack)) => {

@@ -111,7 +111,7 @@ fn connect_packet(version: ProtocolVersion, id: &str) -> Packet {
 }
 
 fn subscribe_packet(topic: &str) -> Packet {
-    Packet::Subscribe(fogg_codec::Subscribe {
+    Packet::Subscribe(Box::new(fogg_codec::Subscribe {
         packet_id: 1,
         filters: vec![fogg_codec::SubscribeFilter {
             filter: topic.to_owned(),
@@ -121,7 +121,7 @@ fn subscribe_packet(topic: &str) -> Packet {
             },
         }],
         properties: Default::default(),
-    })
+    }))
 }
 
 /// CONNECT split over three frames; SUBSCRIBE, PUBLISH and PINGREQ packed

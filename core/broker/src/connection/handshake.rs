@@ -140,10 +140,10 @@ where
         if e.reason == ReasonCode::UnsupportedProtocolVersion {
             // [MQTT-3.1.2-2]: answer 0x01 in the 3.1.1 format the client may understand.
             self.version = ProtocolVersion::V3_1_1;
-            self.send(&Packet::ConnAck(ConnAck {
+            self.send(&Packet::ConnAck(Box::new(ConnAck {
                 reason: ReasonCode::UnsupportedProtocolVersion,
                 ..ConnAck::default()
-            }));
+            })));
         } else if level == Some(5) {
             self.version = ProtocolVersion::V5;
             self.send_connack_error(refuse(e.reason, format!("{} {}", e.rule, e.detail)));
@@ -161,12 +161,12 @@ where
             properties,
         };
         // [MQTT-3.2.2-19]: no reason string beyond the client's Maximum Packet Size.
-        if fogg_codec::encoded_len(&Packet::ConnAck(ack.clone()), self.version)
+        if fogg_codec::encoded_len(&Packet::ConnAck(Box::new(ack.clone())), self.version)
             > self.peer_max_packet_size as usize
         {
             ack.properties = Properties::default();
         }
-        self.send(&Packet::ConnAck(ack));
+        self.send(&Packet::ConnAck(Box::new(ack)));
     }
 
     async fn accept(
@@ -302,11 +302,11 @@ where
             ack_props.authentication_method = auth.method.clone();
             ack_props.authentication_data = auth.data;
         }
-        self.send(&Packet::ConnAck(ConnAck {
+        self.send(&Packet::ConnAck(Box::new(ConnAck {
             session_present: attached.session_present,
             reason: ReasonCode::Success,
             properties: ack_props,
-        }));
+        })));
         Metrics::add(&self.broker.metrics.clients_connected, 1);
         Metrics::add(&self.broker.metrics.clients_total_connects, 1);
         tracing::info!(
@@ -495,14 +495,14 @@ where
                 } => {
                     context.state = state;
                     context.round += 1;
-                    self.send(&Packet::Auth(Auth {
+                    self.send(&Packet::Auth(Box::new(Auth {
                         reason: ReasonCode::ContinueAuthentication,
                         properties: Properties {
                             authentication_method: Some(method.clone()),
                             authentication_data: challenge,
                             ..Properties::default()
                         },
-                    }));
+                    })));
                     if self.flush().await.is_err() {
                         return Err(refuse(ReasonCode::UnspecifiedError, "connection lost"));
                     }

@@ -7,8 +7,8 @@ use fogg_api::{
     PublishRequest, SubscribeDecision, SubscribeRequest, SubscriptionRewrite,
 };
 use fogg_codec::{
-    Auth, Packet, Properties, PubAck, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
-    SubscriptionOptions, UnsubAck, Unsubscribe, topic,
+    AckProperties, Auth, Packet, Properties, PubAck, Publish, QoS, ReasonCode, RetainHandling,
+    SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, topic,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -64,9 +64,9 @@ where
                 if let Some(close) = self.refresh_acl(client).await {
                     return Some(close);
                 }
-                // Boxed once here: a PUBLISH with its properties is ~450
-                // bytes, and every await below would copy it again.
-                self.on_publish(client, Box::new(publish)).await
+                // Boxed by the decoder: every await below moves only the
+                // box, and the message takes its parts without copying.
+                self.on_publish(client, publish).await
             }
             Packet::PubAck(ack) => {
                 let mut state = client.session.state.lock();
@@ -444,12 +444,16 @@ where
         let ack = PubAck {
             packet_id,
             reason,
-            properties: Properties::default(),
+            properties: AckProperties::default(),
         };
         self.send(&kind(ack));
     }
 
-    async fn on_subscribe(&mut self, client: &mut Client, subscribe: Subscribe) -> Option<Close> {
+    async fn on_subscribe(
+        &mut self,
+        client: &mut Client,
+        subscribe: Box<Subscribe>,
+    ) -> Option<Close> {
         let identifier = subscribe
             .properties
             .subscription_identifiers
@@ -534,11 +538,11 @@ where
             };
             reasons.push(reason);
         }
-        self.send(&Packet::SubAck(SubAck {
+        self.send(&Packet::SubAck(Box::new(SubAck {
             packet_id: subscribe.packet_id,
             reasons,
             properties: Properties::default(),
-        }));
+        })));
         // After the SUBACK, so it reaches the client first.
         for delivery in retained {
             client.session.enqueue(delivery, &self.broker.overload);
@@ -625,7 +629,7 @@ where
         granted.map_or(ReasonCode::NotAuthorized, ReasonCode::granted)
     }
 
-    async fn on_unsubscribe(&mut self, client: &mut Client, unsubscribe: Unsubscribe) {
+    async fn on_unsubscribe(&mut self, client: &mut Client, unsubscribe: Box<Unsubscribe>) {
         let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
         for raw in &unsubscribe.filters {
             let parsed = match parse_filter(raw) {
@@ -651,18 +655,18 @@ where
                 ReasonCode::NoSubscriptionExisted
             });
         }
-        self.send(&Packet::UnsubAck(UnsubAck {
+        self.send(&Packet::UnsubAck(Box::new(UnsubAck {
             packet_id: unsubscribe.packet_id,
             reasons,
             properties: Properties::default(),
-        }));
+        })));
         if client.session_expiry > 0 {
             crate::lifecycle::persist(&self.broker, &client.session).await;
         }
     }
 
     /// AUTH after CONNECT: re-authentication (spec 4.12.1), one round per packet.
-    async fn on_auth(&mut self, client: &mut Client, auth: Auth) -> Option<Close> {
+    async fn on_auth(&mut self, client: &mut Client, auth: Box<Auth>) -> Option<Close> {
         let Some(method) = client.auth_method.clone() else {
             return violation(
                 ReasonCode::ProtocolError,
@@ -726,14 +730,14 @@ where
                 return violation(ReasonCode::NotAuthorized, "re-authentication failed");
             }
         };
-        self.send(&Packet::Auth(Auth {
+        self.send(&Packet::Auth(Box::new(Auth {
             reason,
             properties: Properties {
                 authentication_method: Some(method),
                 authentication_data: data,
                 ..Properties::default()
             },
-        }));
+        })));
         None
     }
 }

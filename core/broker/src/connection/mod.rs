@@ -343,14 +343,14 @@ where
                 reason_string: (!why.is_empty()).then(|| why.to_owned()),
                 ..Properties::default()
             };
-            let mut packet = Packet::Disconnect(Disconnect { reason, properties });
+            let mut packet = Packet::Disconnect(Box::new(Disconnect { reason, properties }));
             // [MQTT-3.14.2-3]: leave the reason string out rather than exceed
             // the client's Maximum Packet Size.
             if fogg_codec::encoded_len(&packet, self.version) > self.peer_max_packet_size as usize {
-                packet = Packet::Disconnect(Disconnect {
+                packet = Packet::Disconnect(Box::new(Disconnect {
                     reason,
                     properties: Properties::default(),
-                });
+                }));
             }
             self.send(&packet);
         }

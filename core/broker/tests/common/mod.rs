@@ -125,7 +125,7 @@ impl RawClient {
         let mut client = RawClient::open(addr, connect.protocol).await;
         client.send(Packet::Connect(Box::new(connect))).await;
         match client.recv().await {
-            Some(Packet::ConnAck(ack)) => (client, ack),
+            Some(Packet::ConnAck(ack)) => (client, *ack),
             other => panic!("expected CONNACK, got {other:?}"),
         }
     }
@@ -219,17 +219,17 @@ impl RawClient {
         options: SubscriptionOptions,
         properties: Properties,
     ) -> SubAck {
-        self.send(Packet::Subscribe(Subscribe {
+        self.send(Packet::Subscribe(Box::new(Subscribe {
             packet_id: 1,
             filters: vec![SubscribeFilter {
                 filter: filter.to_owned(),
                 options,
             }],
             properties,
-        }))
+        })))
         .await;
         match self.recv().await {
-            Some(Packet::SubAck(ack)) => ack,
+            Some(Packet::SubAck(ack)) => *ack,
             other => panic!("expected SUBACK, got {other:?}"),
         }
     }
@@ -248,7 +248,7 @@ impl RawClient {
 
     pub async fn publish_with(&mut self, publish: Publish, qos: QoS) -> ReasonCode {
         let id = publish.packet_id.unwrap_or(0);
-        self.send(Packet::Publish(publish)).await;
+        self.send(Packet::Publish(Box::new(publish))).await;
         match qos {
             QoS::AtMostOnce => ReasonCode::Success,
             QoS::AtLeastOnce => match self.recv().await {
@@ -283,7 +283,7 @@ impl RawClient {
             other => panic!("expected PUBLISH, got {other:?}"),
         };
         self.ack(&publish).await;
-        publish
+        *publish
     }
 
     pub async fn ack(&mut self, publish: &Publish) {
@@ -353,7 +353,7 @@ impl RawClient {
     /// The next packet, which must be a PUBLISH; it is not acknowledged.
     pub async fn next_publish_unacked(&mut self) -> Publish {
         match self.recv().await {
-            Some(Packet::Publish(p)) => p,
+            Some(Packet::Publish(p)) => *p,
             other => panic!("expected PUBLISH, got {other:?}"),
         }
     }
@@ -542,7 +542,7 @@ impl RawClient {
     /// returned so its properties can be checked too.
     pub async fn expect_disconnect_packet(&mut self) -> fogg_codec::Disconnect {
         match self.expect_closed().await {
-            Some(Packet::Disconnect(d)) => d,
+            Some(Packet::Disconnect(d)) => *d,
             other => panic!("expected DISCONNECT, got {other:?}"),
         }
     }
@@ -561,7 +561,7 @@ impl RawClient {
                 None => return out,
                 Some(Some(Packet::Publish(p))) => {
                     self.ack(&p).await;
-                    out.push(p);
+                    out.push(*p);
                 }
                 Some(other) => panic!("expected PUBLISH or quiet, got {other:?}"),
             }

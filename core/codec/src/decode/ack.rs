@@ -17,7 +17,7 @@ pub(super) fn decode(
     if version.is_v5() && !r.is_empty() {
         ack.reason = reason(r, kind.reason_ctx())?;
         if !r.is_empty() {
-            ack.properties = properties::decode(r, kind.prop_ctx())?;
+            ack.properties = properties::decode_ack(r, kind.prop_ctx())?;
         }
     }
     r.finish(kind.reason_ctx().name())?;

@@ -52,8 +52,8 @@ pub fn decode(
     decode_body(&header, &mut r, version).map(Some)
 }
 
-// Inlined, with PUBLISH built directly as a `Packet`, because each Result
-// layer a 400-byte `Packet` passes through costs a memcpy on the hot path.
+// Inlined, with PUBLISH built directly as a boxed `Packet`: each Result
+// layer a packet passes through costs a memcpy on the hot path.
 #[inline(always)]
 fn decode_body(
     header: &header::FixedHeader,
@@ -62,16 +62,18 @@ fn decode_body(
 ) -> Result<Packet, DecodeError> {
     Ok(match header.packet_type {
         pt::CONNECT => Packet::Connect(Box::new(connect::decode(r)?)),
-        pt::CONNACK => Packet::ConnAck(connack::decode(r, version)?),
+        pt::CONNACK => Packet::ConnAck(Box::new(connack::decode(r, version)?)),
         pt::PUBLISH => return publish::decode(header.flags, r, version),
         pt::PUBACK => Packet::PubAck(ack::decode(r, version, AckKind::Ack)?),
         pt::PUBREC => Packet::PubRec(ack::decode(r, version, AckKind::Rec)?),
         pt::PUBREL => Packet::PubRel(ack::decode(r, version, AckKind::Rel)?),
         pt::PUBCOMP => Packet::PubComp(ack::decode(r, version, AckKind::Comp)?),
-        pt::SUBSCRIBE => Packet::Subscribe(subscribe::decode_subscribe(r, version)?),
-        pt::SUBACK => Packet::SubAck(subscribe::decode_suback(r, version)?),
-        pt::UNSUBSCRIBE => Packet::Unsubscribe(unsubscribe::decode_unsubscribe(r, version)?),
-        pt::UNSUBACK => Packet::UnsubAck(unsubscribe::decode_unsuback(r, version)?),
+        pt::SUBSCRIBE => Packet::Subscribe(Box::new(subscribe::decode_subscribe(r, version)?)),
+        pt::SUBACK => Packet::SubAck(Box::new(subscribe::decode_suback(r, version)?)),
+        pt::UNSUBSCRIBE => {
+            Packet::Unsubscribe(Box::new(unsubscribe::decode_unsubscribe(r, version)?))
+        }
+        pt::UNSUBACK => Packet::UnsubAck(Box::new(unsubscribe::decode_unsuback(r, version)?)),
         pt::PINGREQ => {
             r.finish("PINGREQ fixed header")?;
             Packet::PingReq
@@ -80,8 +82,8 @@ fn decode_body(
             r.finish("PINGRESP fixed header")?;
             Packet::PingResp
         }
-        pt::DISCONNECT => Packet::Disconnect(disconnect::decode_disconnect(r, version)?),
-        pt::AUTH => Packet::Auth(disconnect::decode_auth(r)?),
+        pt::DISCONNECT => Packet::Disconnect(Box::new(disconnect::decode_disconnect(r, version)?)),
+        pt::AUTH => Packet::Auth(Box::new(disconnect::decode_auth(r)?)),
         // The fixed header check refused type 0 (and 15 before MQTT 5); a
         // nibble has no other values.
         other => {

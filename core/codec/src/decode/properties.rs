@@ -4,7 +4,7 @@ use super::reader::Reader;
 use crate::property_id as id;
 use crate::spec::{PropCtx, property_name};
 use crate::topic::has_wildcard;
-use crate::{DecodeError, Properties, ReasonCode};
+use crate::{AckProperties, DecodeError, Properties, ReasonCode};
 
 /// Region-end rule for a property block: its size is the Property Length.
 const PROPS_RULE: &str = "section 2.2.2.1";
@@ -46,6 +46,22 @@ pub(crate) fn decode(r: &mut Reader, ctx: PropCtx) -> Result<Properties, DecodeE
         read_value(&mut pr, pid, name, ctx, &mut props)?;
     }
     Ok(props)
+}
+
+/// Reads the property block of a PUBACK, PUBREC, PUBREL or PUBCOMP. `ctx`
+/// allows only Reason String and User Property, so [`decode`] refuses any
+/// other property with the same rule as on every packet, and nothing is lost
+/// in keeping those two.
+pub(crate) fn decode_ack(r: &mut Reader, ctx: PropCtx) -> Result<AckProperties, DecodeError> {
+    let Properties {
+        reason_string,
+        user_properties,
+        ..
+    } = decode(r, ctx)?;
+    Ok(AckProperties {
+        reason_string,
+        user_properties,
+    })
 }
 
 fn read_value(
@@ -174,4 +190,26 @@ fn zero_or_one(pr: &mut Reader, name: &'static str, rule: &'static str) -> Resul
         ));
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::AckKind;
+
+    /// `decode_ack` keeps two fields of what `decode` read, which loses
+    /// nothing only while the acknowledgements allow no other property.
+    #[test]
+    fn acks_allow_only_reason_string_and_user_property() {
+        for kind in [AckKind::Ack, AckKind::Rec, AckKind::Rel, AckKind::Comp] {
+            for pid in 0..=u8::MAX {
+                let expected = pid == id::REASON_STRING || pid == id::USER_PROPERTY;
+                assert_eq!(
+                    kind.prop_ctx().allows(pid),
+                    expected,
+                    "{kind:?} 0x{pid:02X}"
+                );
+            }
+        }
+    }
 }

@@ -42,9 +42,8 @@ pub(super) fn decode(
     } else {
         Default::default()
     };
-    // Built in place as a Packet: moving the large enum through extra
-    // Result layers costs measurable memcpy on this hot path.
-    Ok(Packet::Publish(Publish {
+    // Boxed here, once: the broker keeps this box for the message it routes.
+    Ok(Packet::Publish(Box::new(Publish {
         dup: flags & 0b1000 != 0,
         qos,
         retain: flags & 1 != 0,
@@ -52,5 +51,5 @@ pub(super) fn decode(
         packet_id,
         payload: r.rest(),
         properties,
-    }))
+    })))
 }

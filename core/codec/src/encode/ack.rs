@@ -6,9 +6,10 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::{Plan, properties};
+use super::Plan;
+use super::properties::{self, PropertySet};
 use crate::spec::{AckKind, PropCtx, ReasonCtx};
-use crate::{Auth, Disconnect, EncodeError, Properties, ProtocolVersion, PubAck, ReasonCode};
+use crate::{Auth, Disconnect, EncodeError, ProtocolVersion, PubAck, ReasonCode};
 
 pub(super) fn plan_puback(
     p: &PubAck,
@@ -83,7 +84,7 @@ pub(super) fn plan_auth(a: &Auth, version: ProtocolVersion) -> Result<Plan, Enco
 /// the Property Length alone when there are no properties.
 fn reason_props_plan(
     reason: ReasonCode,
-    props: &Properties,
+    props: &impl PropertySet,
     reason_ctx: ReasonCtx,
     prop_ctx: PropCtx,
     may_drop_props: bool,
@@ -109,7 +110,7 @@ fn reason_props_plan(
 /// Writes the reason/properties tail that the plan sized as `tail_len` bytes.
 fn write_tail(
     reason: ReasonCode,
-    props: &Properties,
+    props: &impl PropertySet,
     tail_len: usize,
     plan: &Plan,
     buf: &mut BytesMut,
@@ -125,7 +126,7 @@ fn write_tail(
 /// DISCONNECT and AUTH bodies are the tail alone.
 pub(super) fn write_reason_props(
     reason: ReasonCode,
-    props: &Properties,
+    props: &impl PropertySet,
     plan: &Plan,
     buf: &mut BytesMut,
 ) {

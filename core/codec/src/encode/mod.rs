@@ -61,7 +61,7 @@ fn plan(packet: &Packet, version: ProtocolVersion) -> Result<Plan, EncodeError> 
     let plan = match packet {
         Packet::Connect(p) => connect::plan_connect(p, version)?,
         Packet::ConnAck(p) => connect::plan_connack(p, version)?,
-        Packet::Publish(p) => publish::plan(&p.into(), version)?,
+        Packet::Publish(p) => publish::plan(&PublishRef::from(&**p), version)?,
         Packet::PubAck(p) => ack::plan_puback(p, version, AckKind::Ack)?,
         Packet::PubRec(p) => ack::plan_puback(p, version, AckKind::Rec)?,
         Packet::PubRel(p) => ack::plan_puback(p, version, AckKind::Rel)?,
@@ -84,7 +84,7 @@ fn first_byte(packet: &Packet) -> u8 {
     match packet {
         Packet::Connect(_) => 0x10,
         Packet::ConnAck(_) => 0x20,
-        Packet::Publish(p) => publish::first_byte(&p.into()),
+        Packet::Publish(p) => publish::first_byte(&PublishRef::from(&**p)),
         Packet::PubAck(_) => 0x40,
         Packet::PubRec(_) => 0x50,
         // PUBREL, SUBSCRIBE and UNSUBSCRIBE carry fixed flags 0b0010.
@@ -105,7 +105,7 @@ fn write_body(packet: &Packet, version: ProtocolVersion, plan: &Plan, buf: &mut 
     match packet {
         Packet::Connect(p) => connect::write_connect(p, version, plan, buf),
         Packet::ConnAck(p) => connect::write_connack(p, version, plan, buf),
-        Packet::Publish(p) => publish::write(&p.into(), version, plan, buf),
+        Packet::Publish(p) => publish::write(&PublishRef::from(&**p), version, plan, buf),
         Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => {
             ack::write_puback(p, plan, buf)
         }

@@ -9,9 +9,9 @@ use super::writer::{prefixed_len, put_prefixed, put_str, put_varint, varint_len}
 use crate::property_id as id;
 use crate::spec::{MAX_SUBSCRIPTION_ID, PropCtx, property_name};
 use crate::topic::has_wildcard;
-use crate::{EncodeError, Properties};
+use crate::{AckProperties, EncodeError, Properties};
 
-enum Value<'a> {
+pub(super) enum Value<'a> {
     Byte(u8),
     Two(u16),
     Four(u32),
@@ -21,7 +21,33 @@ enum Value<'a> {
     Pair(&'a str, &'a str),
 }
 
-/// Calls `f` for every property that is set, in identifier order.
+/// A property block the encoder can size and write: every property
+/// ([`Properties`]) or only those of the QoS acknowledgements
+/// ([`AckProperties`]).
+pub(super) trait PropertySet {
+    /// Calls `f` for every property that is set, in identifier order.
+    fn for_each<'a>(&'a self, f: impl FnMut(u8, Value<'a>));
+}
+
+impl PropertySet for Properties {
+    fn for_each<'a>(&'a self, f: impl FnMut(u8, Value<'a>)) {
+        for_each(self, f);
+    }
+}
+
+/// The same two fields, in the same order, as [`Properties`] writes them.
+impl PropertySet for AckProperties {
+    fn for_each<'a>(&'a self, mut f: impl FnMut(u8, Value<'a>)) {
+        if let Some(v) = &self.reason_string {
+            f(id::REASON_STRING, Value::Str(v));
+        }
+        for (k, v) in &self.user_properties {
+            f(id::USER_PROPERTY, Value::Pair(k, v));
+        }
+    }
+}
+
+/// Calls `f` for every property of `p` that is set, in identifier order.
 fn for_each<'a>(p: &'a Properties, mut f: impl FnMut(u8, Value<'a>)) {
     use Value::*;
     if let Some(v) = p.payload_format_indicator {
@@ -151,11 +177,11 @@ fn value_len(value: &Value<'_>, name: &'static str) -> Result<usize, EncodeError
 }
 
 /// Size of the properties themselves, without the Property Length prefix.
-pub(crate) fn content_len(p: &Properties, ctx: PropCtx) -> Result<usize, EncodeError> {
+pub(super) fn content_len(p: &impl PropertySet, ctx: PropCtx) -> Result<usize, EncodeError> {
     let mut len = 0usize;
     let mut error = None;
     let mut sub_ids = 0usize;
-    for_each(p, |pid, value| {
+    p.for_each(|pid, value| {
         if error.is_some() {
             return;
         }
@@ -186,9 +212,9 @@ pub(crate) fn block_len(content_len: usize) -> usize {
 
 /// Writes Property Length and the properties; `content_len` comes from
 /// [`content_len`], which also validated them.
-pub(crate) fn write(p: &Properties, content_len: usize, buf: &mut BytesMut) {
+pub(super) fn write(p: &impl PropertySet, content_len: usize, buf: &mut BytesMut) {
     put_varint(buf, content_len);
-    for_each(p, |pid, value| {
+    p.for_each(|pid, value| {
         buf.put_u8(pid);
         match value {
             Value::Byte(v) => buf.put_u8(v),
@@ -203,4 +229,48 @@ pub(crate) fn write(p: &Properties, content_len: usize, buf: &mut BytesMut) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An acknowledgement's properties are sized and written exactly as the
+    /// same two properties in a full [`Properties`].
+    #[test]
+    fn ack_properties_encode_like_properties() {
+        let users = vec![
+            ("k".to_owned(), "v".to_owned()),
+            ("k".to_owned(), "w".to_owned()),
+        ];
+        let cases = [
+            AckProperties::default(),
+            AckProperties {
+                reason_string: Some("why".into()),
+                ..AckProperties::default()
+            },
+            AckProperties {
+                user_properties: users.clone(),
+                ..AckProperties::default()
+            },
+            AckProperties {
+                reason_string: Some("why".into()),
+                user_properties: users,
+            },
+        ];
+        for ack in cases {
+            let full = Properties {
+                reason_string: ack.reason_string.clone(),
+                user_properties: ack.user_properties.clone(),
+                ..Properties::default()
+            };
+            let len = content_len(&ack, PropCtx::PubAck).ok();
+            assert_eq!(len, content_len(&full, PropCtx::PubAck).ok(), "{ack:?}");
+            let len = len.unwrap_or_default();
+            let (mut got, mut want) = (BytesMut::new(), BytesMut::new());
+            write(&ack, len, &mut got);
+            write(&full, len, &mut want);
+            assert_eq!(got, want, "{ack:?}");
+        }
+    }
 }

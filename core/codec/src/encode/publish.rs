@@ -144,7 +144,7 @@ mod tests {
             for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
                 for props in [Properties::default(), with_props.clone()] {
                     let owned = publish(qos, props.clone());
-                    let packet = Packet::Publish(owned.clone());
+                    let packet = Packet::Publish(Box::new(owned.clone()));
                     let mut want = BytesMut::new();
                     encode(&packet, version, &mut want).expect("encode packet");
                     let mut got = BytesMut::new();

@@ -143,12 +143,12 @@ fn connack_each_version() {
     both_ways(
         &[0x20, 0x02, 0x01, 0x00],
         V3_1_1,
-        Packet::ConnAck(accepted.clone()),
+        Packet::ConnAck(Box::new(accepted.clone())),
     );
     both_ways(
         &[0x20, 0x03, 0x01, 0x00, 0x00],
         V5,
-        Packet::ConnAck(accepted),
+        Packet::ConnAck(Box::new(accepted)),
     );
     let refused = ConnAck {
         reason: ReasonCode::BadUserNameOrPassword,
@@ -157,17 +157,17 @@ fn connack_each_version() {
     both_ways(
         &[0x20, 0x02, 0x00, 0x04],
         V3_1_1,
-        Packet::ConnAck(refused.clone()),
+        Packet::ConnAck(Box::new(refused.clone())),
     );
     both_ways(
         &[0x20, 0x02, 0x00, 0x04],
         V3_1,
-        Packet::ConnAck(refused.clone()),
+        Packet::ConnAck(Box::new(refused.clone())),
     );
     both_ways(
         &[0x20, 0x03, 0x00, 0x86, 0x00],
         V5,
-        Packet::ConnAck(refused),
+        Packet::ConnAck(Box::new(refused)),
     );
     let with_props = ConnAck {
         properties: Properties {
@@ -179,7 +179,7 @@ fn connack_each_version() {
     both_ways(
         &[0x20, 0x06, 0x00, 0x00, 0x03, 0x22, 0x00, 0x0A],
         V5,
-        Packet::ConnAck(with_props),
+        Packet::ConnAck(Box::new(with_props)),
     );
 }
 
@@ -192,7 +192,7 @@ fn connack_v3_mapping() {
         ..Default::default()
     };
     assert_eq!(
-        encode_vec(&Packet::ConnAck(busy), V3_1_1),
+        encode_vec(&Packet::ConnAck(Box::new(busy)), V3_1_1),
         [0x20, 0x02, 0x00, 0x03]
     );
     let banned = ConnAck {
@@ -200,7 +200,7 @@ fn connack_v3_mapping() {
         ..Default::default()
     };
     assert_eq!(
-        encode_vec(&Packet::ConnAck(banned), V3_1_1),
+        encode_vec(&Packet::ConnAck(Box::new(banned)), V3_1_1),
         [0x20, 0x02, 0x00, 0x05]
     );
     let present = ConnAck {
@@ -208,7 +208,7 @@ fn connack_v3_mapping() {
         ..Default::default()
     };
     assert_eq!(
-        encode_vec(&Packet::ConnAck(present), V3_1),
+        encode_vec(&Packet::ConnAck(Box::new(present)), V3_1),
         [0x20, 0x02, 0x00, 0x00]
     );
     let Packet::ConnAck(c) = decode_ok(&[0x20, 0x02, 0x00, 0x03], V3_1_1) else {
@@ -235,9 +235,13 @@ fn publish_each_version() {
     both_ways(
         &qos0,
         V3_1_1,
-        Packet::Publish(publish(QoS::AtMostOnce, None)),
+        Packet::Publish(Box::new(publish(QoS::AtMostOnce, None))),
     );
-    both_ways(&qos0, V3_1, Packet::Publish(publish(QoS::AtMostOnce, None)));
+    both_ways(
+        &qos0,
+        V3_1,
+        Packet::Publish(Box::new(publish(QoS::AtMostOnce, None))),
+    );
 
     let qos1 = Publish {
         dup: true,
@@ -246,7 +250,7 @@ fn publish_each_version() {
     };
     #[rustfmt::skip]
     let qos1_bytes = [0x3B, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x0A, b'h', b'i'];
-    both_ways(&qos1_bytes, V3_1_1, Packet::Publish(qos1));
+    both_ways(&qos1_bytes, V3_1_1, Packet::Publish(Box::new(qos1)));
 
     let qos2_v5 = [
         0x34, 0x0A, 0x00, 0x03, b'a', b'/', b'b', 0xFF, 0xFF, 0x00, b'h', b'i',
@@ -254,11 +258,15 @@ fn publish_each_version() {
     both_ways(
         &qos2_v5,
         V5,
-        Packet::Publish(publish(QoS::ExactlyOnce, Some(0xFFFF))),
+        Packet::Publish(Box::new(publish(QoS::ExactlyOnce, Some(0xFFFF)))),
     );
 
     let v5 = [0x30, 0x08, 0x00, 0x03, b'a', b'/', b'b', 0x00, b'h', b'i'];
-    both_ways(&v5, V5, Packet::Publish(publish(QoS::AtMostOnce, None)));
+    both_ways(
+        &v5,
+        V5,
+        Packet::Publish(Box::new(publish(QoS::AtMostOnce, None))),
+    );
 
     let with_props = Publish {
         properties: Properties {
@@ -275,7 +283,7 @@ fn publish_each_version() {
         0x08, 0x02, 0x00, 0x00, 0x00, 0x3C, 0x23, 0x00, 0x05,
         b'h', b'i',
     ];
-    both_ways(&bytes, V5, Packet::Publish(with_props));
+    both_ways(&bytes, V5, Packet::Publish(Box::new(with_props)));
 }
 
 #[test]
@@ -302,7 +310,7 @@ fn publish_large_remaining_length() {
         &payload,
     ]
     .concat();
-    both_ways(&expected, V3_1_1, Packet::Publish(p));
+    both_ways(&expected, V3_1_1, Packet::Publish(Box::new(p)));
 }
 
 #[test]
@@ -333,7 +341,7 @@ fn pub_acks_each_version() {
     );
     let with_string = PubAck {
         reason: ReasonCode::NoMatchingSubscribers,
-        properties: Properties {
+        properties: AckProperties {
             reason_string: Some("x".into()),
             ..Default::default()
         },
@@ -346,7 +354,7 @@ fn pub_acks_each_version() {
     );
     // Success with properties keeps the reason byte.
     let success_props = PubAck {
-        properties: Properties {
+        properties: AckProperties {
             user_properties: vec![("k".into(), "v".into())],
             ..Default::default()
         },
@@ -385,8 +393,8 @@ fn subscribe_each_version() {
         ..Default::default()
     };
     let v3 = [0x82, 0x08, 0x00, 0x01, 0x00, 0x03, b'a', b'/', b'b', 0x01];
-    both_ways(&v3, V3_1_1, Packet::Subscribe(sub(qos1)));
-    both_ways(&v3, V3_1, Packet::Subscribe(sub(qos1)));
+    both_ways(&v3, V3_1_1, Packet::Subscribe(Box::new(sub(qos1))));
+    both_ways(&v3, V3_1, Packet::Subscribe(Box::new(sub(qos1))));
 
     let all = SubscriptionOptions {
         qos: QoS::AtLeastOnce,
@@ -397,7 +405,7 @@ fn subscribe_each_version() {
     let v5 = [
         0x82, 0x09, 0x00, 0x01, 0x00, 0x00, 0x03, b'a', b'/', b'b', 0x2D,
     ];
-    both_ways(&v5, V5, Packet::Subscribe(sub(all)));
+    both_ways(&v5, V5, Packet::Subscribe(Box::new(sub(all))));
 
     let with_id = Subscribe {
         properties: Properties {
@@ -408,10 +416,13 @@ fn subscribe_each_version() {
     };
     #[rustfmt::skip]
     let bytes = [0x82, 0x0B, 0x00, 0x01, 0x02, 0x0B, 0x05, 0x00, 0x03, b'a', b'/', b'b', 0x01];
-    both_ways(&bytes, V5, Packet::Subscribe(with_id));
+    both_ways(&bytes, V5, Packet::Subscribe(Box::new(with_id)));
 
     // A 3.1.1 peer never sees the MQTT 5 options.
-    assert_eq!(encode_vec(&Packet::Subscribe(sub(all)), V3_1_1), v3);
+    assert_eq!(
+        encode_vec(&Packet::Subscribe(Box::new(sub(all))), V3_1_1),
+        v3
+    );
 }
 
 #[test]
@@ -430,7 +441,7 @@ fn suback_each_version() {
     both_ways(
         &[0x90, 0x06, 0x00, 0x01, 0x00, 0x01, 0x02, 0x80],
         V3_1_1,
-        Packet::SubAck(v3),
+        Packet::SubAck(Box::new(v3)),
     );
     // Every failure becomes 0x80 for a 3.x peer.
     let failures = ack(vec![
@@ -438,13 +449,13 @@ fn suback_each_version() {
         ReasonCode::TopicFilterInvalid,
     ]);
     assert_eq!(
-        encode_vec(&Packet::SubAck(failures.clone()), V3_1),
+        encode_vec(&Packet::SubAck(Box::new(failures.clone())), V3_1),
         [0x90, 0x04, 0x00, 0x01, 0x80, 0x80]
     );
     both_ways(
         &[0x90, 0x05, 0x00, 0x01, 0x00, 0x87, 0x8F],
         V5,
-        Packet::SubAck(failures),
+        Packet::SubAck(Box::new(failures)),
     );
 }
 
@@ -456,17 +467,21 @@ fn unsubscribe_and_unsuback_each_version() {
         properties: Properties::default(),
     };
     let v3 = [0xA2, 0x07, 0x00, 0x02, 0x00, 0x03, b'a', b'/', b'b'];
-    both_ways(&v3, V3_1_1, Packet::Unsubscribe(unsub.clone()));
-    both_ways(&v3, V3_1, Packet::Unsubscribe(unsub.clone()));
+    both_ways(&v3, V3_1_1, Packet::Unsubscribe(Box::new(unsub.clone())));
+    both_ways(&v3, V3_1, Packet::Unsubscribe(Box::new(unsub.clone())));
     let v5 = [0xA2, 0x08, 0x00, 0x02, 0x00, 0x00, 0x03, b'a', b'/', b'b'];
-    both_ways(&v5, V5, Packet::Unsubscribe(unsub));
+    both_ways(&v5, V5, Packet::Unsubscribe(Box::new(unsub)));
 
     let v3_ack = UnsubAck {
         packet_id: 2,
         reasons: vec![],
         properties: Properties::default(),
     };
-    both_ways(&[0xB0, 0x02, 0x00, 0x02], V3_1_1, Packet::UnsubAck(v3_ack));
+    both_ways(
+        &[0xB0, 0x02, 0x00, 0x02],
+        V3_1_1,
+        Packet::UnsubAck(Box::new(v3_ack)),
+    );
     let v5_ack = UnsubAck {
         packet_id: 2,
         reasons: vec![ReasonCode::NoSubscriptionExisted],
@@ -475,10 +490,10 @@ fn unsubscribe_and_unsuback_each_version() {
     both_ways(
         &[0xB0, 0x04, 0x00, 0x02, 0x00, 0x11],
         V5,
-        Packet::UnsubAck(v5_ack.clone()),
+        Packet::UnsubAck(Box::new(v5_ack.clone())),
     );
     assert_eq!(
-        encode_vec(&Packet::UnsubAck(v5_ack), V3_1),
+        encode_vec(&Packet::UnsubAck(Box::new(v5_ack)), V3_1),
         [0xB0, 0x02, 0x00, 0x02]
     );
 }
@@ -494,7 +509,7 @@ fn ping_each_version() {
 #[test]
 fn disconnect_each_version() {
     for v in ALL_VERSIONS {
-        both_ways(&[0xE0, 0x00], v, Packet::Disconnect(Disconnect::default()));
+        both_ways(&[0xE0, 0x00], v, Packet::Disconnect(Box::default()));
     }
     let with_will = Disconnect {
         reason: ReasonCode::DisconnectWithWill,
@@ -503,10 +518,10 @@ fn disconnect_each_version() {
     both_ways(
         &[0xE0, 0x01, 0x04],
         V5,
-        Packet::Disconnect(with_will.clone()),
+        Packet::Disconnect(Box::new(with_will.clone())),
     );
     assert_eq!(
-        encode_vec(&Packet::Disconnect(with_will), V3_1_1),
+        encode_vec(&Packet::Disconnect(Box::new(with_will)), V3_1_1),
         [0xE0, 0x00]
     );
     let with_expiry = Disconnect {
@@ -519,18 +534,18 @@ fn disconnect_each_version() {
     both_ways(
         &[0xE0, 0x07, 0x00, 0x05, 0x11, 0x00, 0x00, 0x00, 0x00],
         V5,
-        Packet::Disconnect(with_expiry),
+        Packet::Disconnect(Box::new(with_expiry)),
     );
 }
 
 #[test]
 fn auth_v5() {
-    both_ways(&[0xF0, 0x00], V5, Packet::Auth(Auth::default()));
+    both_ways(&[0xF0, 0x00], V5, Packet::Auth(Box::default()));
     let cont = Auth {
         reason: ReasonCode::ContinueAuthentication,
         properties: Properties::default(),
     };
-    both_ways(&[0xF0, 0x02, 0x18, 0x00], V5, Packet::Auth(cont));
+    both_ways(&[0xF0, 0x02, 0x18, 0x00], V5, Packet::Auth(Box::new(cont)));
     let with_method = Auth {
         reason: ReasonCode::ContinueAuthentication,
         properties: Properties {
@@ -541,7 +556,7 @@ fn auth_v5() {
     both_ways(
         &[0xF0, 0x06, 0x18, 0x04, 0x15, 0x00, 0x01, b'm'],
         V5,
-        Packet::Auth(with_method),
+        Packet::Auth(Box::new(with_method)),
     );
 }
 
@@ -574,5 +589,5 @@ fn every_property_type_on_the_wire() {
         0x26, 0x00, 0x01, b'a', 0x00, 0x01, b'b',
         b'h', b'i',
     ];
-    both_ways(&bytes, V5, Packet::Publish(p));
+    both_ways(&bytes, V5, Packet::Publish(Box::new(p)));
 }

@@ -429,13 +429,13 @@ pub fn connack(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
         props_for(version, allowed::CONNACK, 0),
     )
         .prop_map(move |(present, reason, properties)| {
-            Packet::ConnAck(ConnAck {
+            Packet::ConnAck(Box::new(ConnAck {
                 // Only an accepted connection has a session, and MQTT 3.1
                 // has no flag for it.
                 session_present: present && !reason.is_error() && version != V3_1,
                 reason,
                 properties,
-            })
+            }))
         })
 }
 
@@ -456,7 +456,7 @@ pub fn publish(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
     )
         .prop_map(|(qos, dup, retain, topic, id, payload, properties)| {
             let qos0 = qos == QoS::AtMostOnce;
-            Packet::Publish(Publish {
+            Packet::Publish(Box::new(Publish {
                 dup: dup && !qos0,
                 qos,
                 retain,
@@ -464,7 +464,7 @@ pub fn publish(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
                 packet_id: (!qos0).then_some(id),
                 payload,
                 properties,
-            })
+            }))
         })
 }
 
@@ -480,11 +480,15 @@ pub fn pub_ack(version: ProtocolVersion, kind: u8) -> impl Strategy<Value = Pack
         Just(ReasonCode::Success).boxed()
     };
     (nonzero_u16(), reason, props_for(version, allowed::ACK, 0)).prop_map(
-        move |(packet_id, reason, properties)| {
+        move |(packet_id, reason, properties): (_, _, Properties)| {
+            // `allowed::ACK` generates only these two.
             let ack = PubAck {
                 packet_id,
                 reason,
-                properties,
+                properties: AckProperties {
+                    reason_string: properties.reason_string,
+                    user_properties: properties.user_properties,
+                },
             };
             match kind {
                 0 => Packet::PubAck(ack),
@@ -528,11 +532,11 @@ pub fn subscribe(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
         props_for(version, allowed::SUBSCRIBE, 1),
     )
         .prop_map(|(packet_id, filters, properties)| {
-            Packet::Subscribe(Subscribe {
+            Packet::Subscribe(Box::new(Subscribe {
                 packet_id,
                 filters,
                 properties,
-            })
+            }))
         })
 }
 
@@ -548,11 +552,11 @@ pub fn suback(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
         props_for(version, allowed::ACK, 0),
     )
         .prop_map(|(packet_id, reasons, properties)| {
-            Packet::SubAck(SubAck {
+            Packet::SubAck(Box::new(SubAck {
                 packet_id,
                 reasons,
                 properties,
-            })
+            }))
         })
 }
 
@@ -563,11 +567,11 @@ pub fn unsubscribe(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
         props_for(version, allowed::UNSUBSCRIBE, 0),
     )
         .prop_map(|(packet_id, filters, properties)| {
-            Packet::Unsubscribe(Unsubscribe {
+            Packet::Unsubscribe(Box::new(Unsubscribe {
                 packet_id,
                 filters,
                 properties,
-            })
+            }))
         })
 }
 
@@ -580,11 +584,11 @@ pub fn unsuback(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
     };
     (nonzero_u16(), reasons, props_for(version, allowed::ACK, 0)).prop_map(
         |(packet_id, reasons, properties)| {
-            Packet::UnsubAck(UnsubAck {
+            Packet::UnsubAck(Box::new(UnsubAck {
                 packet_id,
                 reasons,
                 properties,
-            })
+            }))
         },
     )
 }
@@ -595,13 +599,14 @@ pub fn disconnect(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
     } else {
         Just(ReasonCode::Success).boxed()
     };
-    (reason, props_for(version, allowed::DISCONNECT, 0))
-        .prop_map(|(reason, properties)| Packet::Disconnect(Disconnect { reason, properties }))
+    (reason, props_for(version, allowed::DISCONNECT, 0)).prop_map(|(reason, properties)| {
+        Packet::Disconnect(Box::new(Disconnect { reason, properties }))
+    })
 }
 
 pub fn auth() -> impl Strategy<Value = Packet> {
     (reason(reasons::AUTH), properties(allowed::AUTH, 0))
-        .prop_map(|(reason, properties)| Packet::Auth(Auth { reason, properties }))
+        .prop_map(|(reason, properties)| Packet::Auth(Box::new(Auth { reason, properties })))
 }
 
 /// Any valid packet for `version`.

@@ -34,7 +34,7 @@ pub fn connect_as(
         properties: Properties::default(),
     })));
     match client.recv_within(WAIT) {
-        Recv::Packet(Packet::ConnAck(ack)) => (client, ack),
+        Recv::Packet(Packet::ConnAck(ack)) => (client, *ack),
         other => panic!("expected CONNACK for {id}, got {other:?}"),
     }
 }
@@ -77,7 +77,7 @@ pub fn refused(
 }
 
 pub fn subscribe(client: &mut RawClient, packet_id: u16, filter: &str, qos: QoS) -> ReasonCode {
-    client.send(&Packet::Subscribe(Subscribe {
+    client.send(&Packet::Subscribe(Box::new(Subscribe {
         packet_id,
         filters: vec![SubscribeFilter {
             filter: filter.to_owned(),
@@ -87,7 +87,7 @@ pub fn subscribe(client: &mut RawClient, packet_id: u16, filter: &str, qos: QoS)
             },
         }],
         properties: Properties::default(),
-    }));
+    })));
     match client.recv_within(WAIT) {
         Recv::Packet(Packet::SubAck(ack)) => {
             assert_eq!(ack.packet_id, packet_id);
@@ -99,13 +99,13 @@ pub fn subscribe(client: &mut RawClient, packet_id: u16, filter: &str, qos: QoS)
 
 /// PUBLISH at QoS 1; the PUBACK's reason (3.1.1 PUBACKs carry none: Success).
 pub fn publish(client: &mut RawClient, packet_id: u16, topic: &str, payload: &str) -> ReasonCode {
-    client.send(&Packet::Publish(Publish {
+    client.send(&Packet::Publish(Box::new(Publish {
         qos: QoS::AtLeastOnce,
         topic: topic.to_owned(),
         packet_id: Some(packet_id),
         payload: Bytes::copy_from_slice(payload.as_bytes()),
         ..Publish::default()
-    }));
+    })));
     match client.recv_within(WAIT) {
         Recv::Packet(Packet::PubAck(ack)) => {
             assert_eq!(ack.packet_id, packet_id);

@@ -705,7 +705,7 @@ impl RawClient {
         let mut client = RawClient::open(addr, version);
         client.send(&connect_packet(version, id));
         match client.recv_within(WAIT) {
-            Recv::Packet(Packet::ConnAck(ack)) => (client, ack),
+            Recv::Packet(Packet::ConnAck(ack)) => (client, *ack),
             other => panic!("expected CONNACK, got {other:?}"),
         }
     }
@@ -793,7 +793,7 @@ impl RawClient {
 
     /// PUBLISH at QoS 1 and wait for a successful PUBACK.
     pub fn publish_qos1(&mut self, topic: &str, payload: &str, packet_id: u16) {
-        self.send(&Packet::Publish(Publish {
+        self.send(&Packet::Publish(Box::new(Publish {
             dup: false,
             qos: QoS::AtLeastOnce,
             retain: false,
@@ -801,7 +801,7 @@ impl RawClient {
             packet_id: Some(packet_id),
             payload: payload.as_bytes().to_vec().into(),
             properties: Properties::default(),
-        }));
+        })));
         match self.recv_within(WAIT) {
             Recv::Packet(Packet::PubAck(ack)) => {
                 assert_eq!(ack.packet_id, packet_id, "{ack:?}");

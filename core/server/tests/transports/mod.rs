@@ -143,14 +143,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         })))
         .await;
         match self.recv().await {
-            Some(Packet::ConnAck(ack)) => ack,
+            Some(Packet::ConnAck(ack)) => *ack,
             other => panic!("expected CONNACK, got {other:?}"),
         }
     }
 
     /// SUBSCRIBE at QoS 1; the SUBACK reason codes.
     pub async fn subscribe(&mut self, filters: &[&str]) -> Vec<ReasonCode> {
-        self.send(&Packet::Subscribe(Subscribe {
+        self.send(&Packet::Subscribe(Box::new(Subscribe {
             packet_id: 1,
             filters: filters
                 .iter()
@@ -163,7 +163,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 })
                 .collect(),
             properties: Properties::default(),
-        }))
+        })))
         .await;
         match self.recv().await {
             Some(Packet::SubAck(ack)) => ack.reasons,
@@ -189,11 +189,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                     self.send(&Packet::PubAck(fogg_codec::PubAck {
                         packet_id: id,
                         reason: ReasonCode::Success,
-                        properties: Properties::default(),
+                        properties: fogg_codec::AckProperties::default(),
                     }))
                     .await;
                 }
-                p
+                *p
             }
             other => panic!("expected PUBLISH, got {other:?}"),
         }
@@ -209,7 +209,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 }
 
 pub fn publish(topic: &str, payload: &str, qos: QoS, packet_id: Option<u16>) -> Packet {
-    Packet::Publish(Publish {
+    Packet::Publish(Box::new(Publish {
         dup: false,
         qos,
         retain: false,
@@ -217,7 +217,7 @@ pub fn publish(topic: &str, payload: &str, qos: QoS, packet_id: Option<u16>) -> 
         packet_id,
         payload: payload.as_bytes().to_vec().into(),
         properties: Properties::default(),
-    })
+    }))
 }
 
 /// The encoded bytes of `packet`.
