@@ -68,16 +68,18 @@ impl Message {
 
     /// Seconds left until expiry, rounded up so a forwarded message never gets
     /// an interval of 0 while still alive.
-    pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+    ///
+    /// The clock is read only for a message that expires: this runs for
+    /// every delivery, and most messages have no expiry.
+    pub fn remaining_expiry(&self) -> Option<u32> {
         self.expires_at.map(|at| {
-            let left = at.saturating_duration_since(now);
+            let left = at.saturating_duration_since(Instant::now());
             let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
             u32::try_from(secs).unwrap_or(u32::MAX)
         })
     }
 
     pub fn to_stored(&self) -> StoredMessage {
-        let now = Instant::now();
         StoredMessage {
             topic: self.topic.clone(),
             payload: self.payload.clone(),
@@ -86,7 +88,7 @@ impl Message {
             properties: self.properties(),
             expires_at: self
                 .expires_at
-                .map(|at| SystemTime::now() + at.saturating_duration_since(now)),
+                .map(|at| SystemTime::now() + at.saturating_duration_since(Instant::now())),
         }
     }
 

@@ -210,7 +210,7 @@ where
         let new_alias =
             (v5 && known_alias.is_none() && used < usize::from(client.client_alias_max))
                 .then(|| (used + 1) as u16);
-        let expiry = message.remaining_expiry(Instant::now());
+        let expiry = message.remaining_expiry();
         // Most messages carry no properties: then none are built.
         let properties = (v5
             && (message.properties.is_some()
