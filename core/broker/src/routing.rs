@@ -123,24 +123,27 @@ impl BrokerState {
                 writes: Writes::None,
             };
         }
-        let retain_store = self.services.retained.clone();
-        let messages = self.services.messages.clone();
+        // Only the store handles the writes need: each clone is an atomic
+        // on a counter every connection shares.
+        let retained = retained.map(|write| (self.services.retained.clone(), write));
+        let messages = (!queued.is_empty()).then(|| self.services.messages.clone());
         let writes = async move {
-            if let Some(RetainedWrite {
-                mountpoint,
-                topic,
-                stored,
-            }) = retained
-            {
-                match stored {
-                    Some(stored) => retain_store.put_retained(&mountpoint, &stored).await?,
-                    None => retain_store.delete_retained(&mountpoint, &topic).await?,
+            if let Some((store, write)) = retained {
+                match write.stored {
+                    Some(stored) => store.put_retained(&write.mountpoint, &stored).await?,
+                    None => {
+                        store
+                            .delete_retained(&write.mountpoint, &write.topic)
+                            .await?
+                    }
                 }
             }
             let mut written = Vec::new();
-            for write in queued {
-                let seqs = messages.enqueue_many(&write.keys, &write.stored).await?;
-                written.extend(write.indices.into_iter().zip(seqs));
+            if let Some(messages) = messages {
+                for write in queued {
+                    let seqs = messages.enqueue_many(&write.keys, &write.stored).await?;
+                    written.extend(write.indices.into_iter().zip(seqs));
+                }
             }
             Ok(written)
         };

@@ -143,6 +143,8 @@ mod tests {
         assert!(matches("+/+", "/a"));
         assert!(!matches("a/b", "a/b/c"));
         assert!(matches("a//b", "a//b"));
+        assert!(matches("a/+/c", "a/b/c"));
+        assert!(!matches("a/b/c", "a/b"));
     }
 
     #[test]

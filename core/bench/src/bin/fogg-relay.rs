@@ -23,6 +23,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use clap::Parser;
+use fogg_codec::topic;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
@@ -121,7 +122,8 @@ struct Registry {
 #[derive(Default)]
 struct Subs {
     exact: HashMap<Box<[u8]>, Vec<Entry>>,
-    wild: Vec<(Box<[u8]>, Entry)>,
+    /// Kept as text: a filter that is not UTF-8 matches nothing.
+    wild: Vec<(Box<str>, Entry)>,
 }
 
 impl Registry {
@@ -132,7 +134,9 @@ impl Registry {
             tx: tx.clone(),
         };
         if filter.iter().any(|&b| b == b'+' || b == b'#') {
-            subs.wild.push((filter.into(), entry));
+            if let Ok(filter) = std::str::from_utf8(filter) {
+                subs.wild.push((filter.into(), entry));
+            }
         } else {
             subs.exact.entry(filter.into()).or_default().push(entry);
         }
@@ -164,34 +168,19 @@ impl Registry {
             if let Some(list) = subs.exact.get(topic) {
                 list.iter().for_each(|e| push(&e.tx));
             }
-            for (filter, e) in &subs.wild {
-                if matches(filter, topic) {
-                    push(&e.tx);
+            if !subs.wild.is_empty()
+                && let Ok(topic) = std::str::from_utf8(topic)
+            {
+                for (filter, e) in &subs.wild {
+                    if topic::matches(filter, topic) {
+                        push(&e.tx);
+                    }
                 }
             }
         }
         for tx in blocked.drain(..) {
             // A closed queue is a subscriber that left: nothing to do.
             let _ = tx.send(frame.clone()).await;
-        }
-    }
-}
-
-/// MQTT topic matching: `+` one level, `#` this level and everything below;
-/// wildcards at the first level do not match topics starting with `$`.
-fn matches(filter: &[u8], topic: &[u8]) -> bool {
-    if topic.first() == Some(&b'$') && matches!(filter.first(), Some(b'+' | b'#')) {
-        return false;
-    }
-    let mut f = filter.split(|&b| b == b'/');
-    let mut t = topic.split(|&b| b == b'/');
-    loop {
-        match (f.next(), t.next()) {
-            (Some(b"#"), _) => return true,
-            (Some(b"+"), Some(_)) => {}
-            (Some(fl), Some(tl)) if fl == tl => {}
-            (None, None) => return true,
-            _ => return false,
         }
     }
 }
@@ -562,23 +551,5 @@ mod tests {
             .unwrap()
             .unwrap_or(0);
         assert_eq!(n, 0);
-    }
-
-    #[test]
-    fn filters_match() {
-        let m = |f: &str, t: &str| matches(f.as_bytes(), t.as_bytes());
-        assert!(m("a/b", "a/b"));
-        assert!(!m("a/b", "a/b/c"));
-        assert!(!m("a/b/c", "a/b"));
-        assert!(m("a/+", "a/b"));
-        assert!(!m("a/+", "a/b/c"));
-        assert!(m("a/+/c", "a/b/c"));
-        assert!(m("a/#", "a"));
-        assert!(m("a/#", "a/b/c"));
-        assert!(m("#", "a/b"));
-        assert!(m("+/+", "/x"));
-        assert!(!m("#", "$SYS/x"));
-        assert!(!m("+/x", "$SYS/x"));
-        assert!(m("$SYS/#", "$SYS/x"));
     }
 }
