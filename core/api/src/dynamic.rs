@@ -134,6 +134,10 @@ pub trait DynMessageStore: Send + Sync {
         keys: &'a [SessionKey],
         message: &'a StoredMessage,
     ) -> BoxFuture<'a, Res<Vec<u64>>>;
+    fn enqueue_batch<'a>(
+        &'a self,
+        writes: &'a [(&'a [SessionKey], &'a StoredMessage)],
+    ) -> BoxFuture<'a, Res<Vec<u64>>>;
     fn remove_many<'a>(&'a self, key: &'a SessionKey, seqs: &'a [u64]) -> BoxFuture<'a, Res<()>>;
     fn set_delivery_state<'a>(
         &'a self,
@@ -185,6 +189,12 @@ impl<T: MessageStore> DynMessageStore for T {
         message: &'a StoredMessage,
     ) -> BoxFuture<'a, Res<Vec<u64>>> {
         Box::pin(MessageStore::enqueue_many(self, keys, message))
+    }
+    fn enqueue_batch<'a>(
+        &'a self,
+        writes: &'a [(&'a [SessionKey], &'a StoredMessage)],
+    ) -> BoxFuture<'a, Res<Vec<u64>>> {
+        Box::pin(MessageStore::enqueue_batch(self, writes))
     }
     fn remove_many<'a>(&'a self, key: &'a SessionKey, seqs: &'a [u64]) -> BoxFuture<'a, Res<()>> {
         Box::pin(MessageStore::remove_many(self, key, seqs))

@@ -184,6 +184,25 @@ pub trait MessageStore: Send + Sync + 'static {
         message: &StoredMessage,
     ) -> impl Future<Output = Result<Vec<u64>, BackendError>> + Send;
 
+    /// Several [`MessageStore::enqueue_many`] writes as one, in order (the
+    /// PUBLISHes a connection read together): returns the sequence numbers
+    /// of every write's keys, one write after another, flattened. A store
+    /// with a group commit makes it one job; this default runs the writes
+    /// one after another. When it fails, any part of it may be stored: none
+    /// of the publishers is acknowledged, and they resend.
+    fn enqueue_batch(
+        &self,
+        writes: &[(&[SessionKey], &StoredMessage)],
+    ) -> impl Future<Output = Result<Vec<u64>, BackendError>> + Send {
+        async move {
+            let mut seqs = Vec::with_capacity(writes.iter().map(|(keys, _)| keys.len()).sum());
+            for (keys, message) in writes {
+                seqs.extend(self.enqueue_many(keys, message).await?);
+            }
+            Ok(seqs)
+        }
+    }
+
     /// Remove several delivered messages of one session (and their delivery
     /// states) in one write. Missing ones are not an error.
     fn remove_many(

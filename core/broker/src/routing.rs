@@ -3,16 +3,19 @@
 //! acknowledgement; [`BrokerState::complete`] waits for those writes and
 //! queues the deliveries.
 //!
-//! Split so that a connection can start the writes of every PUBLISH it has
-//! read before it waits for the first: the message store then commits them
-//! together (one journal write, or one fsync) instead of one round trip per
-//! message.
+//! Split so that a connection can hand the store the writes of every
+//! PUBLISH it has read before it waits for the first: the message store then
+//! commits them together (one journal write, or one fsync) instead of one
+//! round trip per message. Queue writes alone (the usual case) are handed
+//! over as one batch per read ([`Routing::take_queued`],
+//! `connection::pipeline`): one store job, not one per message.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use fogg_api::dynamic::DynMessageStore;
 use fogg_api::{BackendError, SessionKey, StoredMessage};
 use fogg_codec::QoS;
 use sync_wrapper::SyncWrapper;
@@ -41,24 +44,40 @@ struct RetainedWrite {
     stored: Option<StoredMessage>,
 }
 
+/// A store write in flight, not started until first polled. Wrapped so the
+/// connection holding it stays `Sync` (it is only ever polled through
+/// `&mut`).
+pub(crate) type StoreWrite<T> =
+    SyncWrapper<Pin<Box<dyn Future<Output = Result<T, BackendError>> + Send>>>;
+
 enum Writes {
     /// Nothing to write: a message for online or clean sessions only.
     None,
-    /// Not started until first polled; then in the store's hands. Wrapped
-    /// so the connection holding it stays `Sync` (it is only ever polled
-    /// through `&mut`).
-    Pending(SyncWrapper<Pin<Box<dyn Future<Output = Written> + Send>>>),
+    /// Queue writes only, not handed to the store yet: a connection batches
+    /// them with those of the other PUBLISHes it read; [`BrokerState::complete`]
+    /// writes them alone.
+    Queued(Vec<QueueWrite>),
+    /// Queue writes handed to the store in a connection's batch: the plan
+    /// indices of each write's keys, in the batch's order.
+    Batched(Vec<Vec<usize>>),
+    /// With a retained message: in the store's hands once first polled.
+    Pending(StoreWrite<Vec<(usize, u64)>>),
     Done(Written),
 }
 
 impl Routing {
     /// Whether the message waits on the store before it can be acknowledged.
     pub fn writes_pending(&self) -> bool {
-        matches!(self.writes, Writes::Pending(_))
+        !matches!(self.writes, Writes::None | Writes::Done(_))
     }
 
-    /// Drive the store writes; ready once they are done.
-    pub fn poll_writes(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Whether its writes are queue writes a connection may batch.
+    pub fn writes_batchable(&self) -> bool {
+        matches!(self.writes, Writes::Queued(_))
+    }
+
+    /// Drive a retained message's store writes; ready once they are done.
+    fn poll_writes(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if let Writes::Pending(writes) = &mut self.writes {
             match writes.get_mut().as_mut().poll(cx) {
                 Poll::Ready(written) => self.writes = Writes::Done(written),
@@ -68,8 +87,9 @@ impl Routing {
         Poll::Ready(())
     }
 
-    /// Hand the writes to the store now, without waiting for them: a store
-    /// with a writer queue commits them in the order they were started.
+    /// Hand a retained message's writes to the store now, without waiting
+    /// for them: a store with a writer queue commits them in the order they
+    /// were started. Queue writes alone wait for the connection's batch.
     pub async fn start_writes(&mut self) {
         std::future::poll_fn(|cx| {
             let _ = self.poll_writes(cx);
@@ -77,6 +97,73 @@ impl Routing {
         })
         .await;
     }
+
+    /// Move its queue writes (if not handed over yet) to the end of a
+    /// connection's batch, to be answered by [`Routing::batch_written`].
+    pub fn take_queued(&mut self, batch: &mut Vec<(Vec<SessionKey>, StoredMessage)>) {
+        if let Writes::Queued(queued) = &mut self.writes {
+            let mut indices = Vec::with_capacity(queued.len());
+            for write in queued.drain(..) {
+                batch.push((write.keys, write.stored));
+                indices.push(write.indices);
+            }
+            self.writes = Writes::Batched(indices);
+        }
+    }
+
+    /// The batch's answer: this routing's numbers start at `*offset` in
+    /// `seqs`, which moves past them.
+    pub fn batch_written(&mut self, answer: &Result<Vec<u64>, BackendError>, offset: &mut usize) {
+        let Writes::Batched(indices) = &self.writes else {
+            return;
+        };
+        let written = match answer {
+            Ok(seqs) => {
+                let mut written = Vec::new();
+                for i in indices.iter().flatten() {
+                    // A store answering fewer numbers than keys is a bug in
+                    // the store: the rest count as not written.
+                    let Some(seq) = seqs.get(*offset) else {
+                        break;
+                    };
+                    written.push((*i, *seq));
+                    *offset += 1;
+                }
+                if written.len() == indices.iter().map(Vec::len).sum::<usize>() {
+                    Ok(written)
+                } else {
+                    Err(BackendError::new(
+                        fogg_api::ErrorKind::Internal,
+                        "message store",
+                        "enqueue_batch",
+                        "the store answered fewer sequence numbers than it was given keys",
+                    ))
+                }
+            }
+            Err(e) => {
+                let mut copy =
+                    BackendError::new(e.kind, e.backend.clone(), e.operation, e.message.clone());
+                copy.retryable = e.retryable;
+                Err(copy)
+            }
+        };
+        self.writes = Writes::Done(written);
+    }
+}
+
+/// Hands a connection's batch of queue writes to the store; the answer lists
+/// every write's numbers in order (see [`Routing::batch_written`]).
+pub(crate) fn write_batch(
+    store: Arc<dyn DynMessageStore>,
+    batch: Vec<(Vec<SessionKey>, StoredMessage)>,
+) -> StoreWrite<Vec<u64>> {
+    SyncWrapper::new(Box::pin(async move {
+        let writes: Vec<(&[SessionKey], &StoredMessage)> = batch
+            .iter()
+            .map(|(keys, stored)| (keys.as_slice(), stored))
+            .collect();
+        store.enqueue_batch(&writes).await
+    }))
 }
 
 impl BrokerState {
@@ -116,36 +203,45 @@ impl BrokerState {
     ) -> Routing {
         let matched = planned.len();
         let queued = queue_writes(&planned);
-        if retained.is_none() && queued.is_empty() {
+        let Some(retained) = retained else {
+            let writes = if queued.is_empty() {
+                Writes::None
+            } else {
+                Writes::Queued(queued)
+            };
             return Routing {
                 planned,
                 matched,
-                writes: Writes::None,
+                writes,
             };
-        }
+        };
         // Only the store handles the writes need: each clone is an atomic
         // on a counter every connection shares.
-        let retained = retained.map(|write| (self.services.retained.clone(), write));
+        let store = self.services.retained.clone();
         let messages = (!queued.is_empty()).then(|| self.services.messages.clone());
         let writes = async move {
-            if let Some((store, write)) = retained {
-                match write.stored {
-                    Some(stored) => store.put_retained(&write.mountpoint, &stored).await?,
+            let retained = async {
+                match &retained.stored {
+                    Some(stored) => store.put_retained(&retained.mountpoint, stored).await,
                     None => {
                         store
-                            .delete_retained(&write.mountpoint, &write.topic)
-                            .await?
+                            .delete_retained(&retained.mountpoint, &retained.topic)
+                            .await
                     }
                 }
-            }
-            let mut written = Vec::new();
-            if let Some(messages) = messages {
-                for write in queued {
-                    let seqs = messages.enqueue_many(&write.keys, &write.stored).await?;
-                    written.extend(write.indices.into_iter().zip(seqs));
+            };
+            let queue = async {
+                match &messages {
+                    Some(messages) => write_queued(messages.as_ref(), &queued).await,
+                    None => Ok(Vec::new()),
                 }
-            }
-            Ok(written)
+            };
+            // Both handed to the store at the first poll: the queue writes
+            // must not wait for the retained one, or a later PUBLISH's queue
+            // writes, started meanwhile, would get lower numbers.
+            let (retained, written) = tokio::join!(retained, queue);
+            retained?;
+            written
         };
         Routing {
             planned,
@@ -164,11 +260,25 @@ impl BrokerState {
             matched,
             writes,
         } = routing;
-        if let Writes::Done(written) = writes {
-            for (i, seq) in written? {
-                if let Some((_, delivery)) = planned.get_mut(i) {
-                    delivery.stored = Some(seq);
-                }
+        let written = match writes {
+            Writes::None => Vec::new(),
+            Writes::Queued(queued) => {
+                write_queued(self.services.messages.as_ref(), &queued).await?
+            }
+            Writes::Done(written) => written?,
+            Writes::Batched(_) | Writes::Pending(_) => {
+                // Every caller settles a batch (or polls the writes) first.
+                return Err(BackendError::new(
+                    fogg_api::ErrorKind::Internal,
+                    "message store",
+                    "enqueue",
+                    "a PUBLISH was completed before its store writes were answered",
+                ));
+            }
+        };
+        for (i, seq) in written {
+            if let Some((_, delivery)) = planned.get_mut(i) {
+                delivery.stored = Some(seq);
             }
         }
         for (session, delivery) in planned {
@@ -182,6 +292,20 @@ impl BrokerState {
         }
         Ok(matched)
     }
+}
+
+/// Writes one message's queue writes (usually one), returning the store
+/// numbers by plan index.
+async fn write_queued(
+    store: &dyn DynMessageStore,
+    queued: &[QueueWrite],
+) -> Result<Vec<(usize, u64)>, BackendError> {
+    let mut written = Vec::new();
+    for write in queued {
+        let seqs = store.enqueue_many(&write.keys, &write.stored).await?;
+        written.extend(write.indices.iter().copied().zip(seqs));
+    }
+    Ok(written)
 }
 
 /// One message for the queues of several persistent sessions, with the plan

@@ -33,7 +33,7 @@
 //! * `remove(key, seq)` and `remove_many(key, seqs)` only ever touch `key`'s
 //!   queue, skipping missing numbers;
 //! * `enqueue_many` answers one number per key, in key order, increasing per
-//!   session;
+//!   session; `enqueue_batch` answers those of its writes one after another;
 //! * delivery states exist only for queued messages and go with them;
 //!   incoming QoS 2 ids go with the session (`delete_session`), not its queue;
 //! * `SystemTime` values keep at least millisecond precision;
@@ -126,6 +126,7 @@ macro_rules! __storage_behavior_for_each_case {
             queue_isolated_per_session_and_mountpoint,
             queue_message_round_trip,
             queue_enqueue_many,
+            queue_enqueue_batch,
             queue_remove_many,
             delivery_state_set_overwrite_clear,
             delivery_state_dropped_with_message,

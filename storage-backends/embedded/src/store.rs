@@ -191,19 +191,21 @@ struct FreshSeqs {
 }
 
 impl FreshSeqs {
+    /// The session's fingerprint, computed once per job rather than per
+    /// message.
     fn fingerprint(session: &[u8]) -> u64 {
         FxBuildHasher.hash_one(session)
     }
 
-    fn remember(&mut self, session: &[u8], seq: u64) {
+    fn remember(&mut self, fingerprint: u64, seq: u64) {
         if self.seqs.len() < FRESH_CAPACITY {
-            self.seqs.insert(seq, Self::fingerprint(session));
+            self.seqs.insert(seq, fingerprint);
         }
     }
 
     /// True (and forgotten) when known to be queued; false: not known here.
-    fn take(&mut self, session: &[u8], seq: u64) -> bool {
-        let known = self.seqs.get(&seq) == Some(&Self::fingerprint(session));
+    fn take(&mut self, fingerprint: u64, seq: u64) -> bool {
+        let known = self.seqs.get(&seq) == Some(&fingerprint);
         if known {
             self.seqs.remove(&seq);
         }
@@ -240,6 +242,11 @@ enum Op {
     EnqueueMany {
         sessions: Vec<Vec<u8>>,
         value: Slice,
+    },
+    /// Several `EnqueueMany` in one job, in order; answered with all their
+    /// numbers, flattened.
+    EnqueueBatch {
+        writes: Vec<(Vec<Vec<u8>>, Slice)>,
     },
     Remove {
         session: Vec<u8>,
@@ -978,6 +985,7 @@ impl Shared {
             fresh: std::mem::take(&mut state.fresh),
             delivery: HashMap::new(),
             incoming: HashMap::new(),
+            key: Vec::new(),
         };
         let answers: Vec<Reply> = ops.iter().map(|op| self.apply(&mut group, op)).collect();
 
@@ -1116,14 +1124,19 @@ impl Shared {
                     .map(|session| self.append(group, session, value))
                     .collect(),
             )),
+            Op::EnqueueBatch { writes } => Ok(Answer::Seqs(
+                writes
+                    .iter()
+                    .flat_map(|(sessions, value)| sessions.iter().map(move |s| (s, value)))
+                    .map(|(session, value)| self.append(group, session, value))
+                    .collect(),
+            )),
             Op::Remove { session, seq } => {
-                self.remove_one(group, session, *seq)?;
+                self.remove_seqs(group, session, std::slice::from_ref(seq))?;
                 Ok(Answer::Done)
             }
             Op::RemoveMany { session, seqs } => {
-                for seq in seqs {
-                    self.remove_one(group, session, *seq)?;
-                }
+                self.remove_seqs(group, session, seqs)?;
                 Ok(Answer::Done)
             }
             Op::SetDelivery {
@@ -1204,11 +1217,12 @@ impl Shared {
                     group.batch.remove_weak(&self.queues, key.as_slice());
                 }
                 if *done && self.existing_meta(group, session).is_some() {
-                    let meta = self.group_meta(group, session);
-                    // A later clear raised the floor: its purge is scheduled.
-                    if meta.floor == *floor {
-                        meta.floor = 0;
-                    }
+                    self.update_meta(group, session, |meta| {
+                        // A later clear raised the floor: its purge is scheduled.
+                        if meta.floor == *floor {
+                            meta.floor = 0;
+                        }
+                    });
                 }
                 Ok(Answer::Done)
             }
@@ -1219,34 +1233,71 @@ impl Shared {
     fn append(&self, group: &mut Group, session: &[u8], value: &Slice) -> u64 {
         let seq = group.next_seq;
         group.next_seq += 1;
-        group
-            .batch
-            .insert(&self.queues, keys::queue_key(session, seq), value.clone());
-        group.fresh.remember(session, seq);
-        self.group_meta(group, session).len += 1;
+        let key = group.queue_key(session, seq);
+        group.batch.insert(&self.queues, key, value.clone());
+        group.fresh.remember(FreshSeqs::fingerprint(session), seq);
+        self.update_meta(group, session, |meta| meta.len += 1);
         seq
     }
 
-    /// Removes one message (and its delivery state) if it is queued.
-    fn remove_one(&self, group: &mut Group, session: &[u8], seq: u64) -> Result<(), BackendError> {
-        if self.delivery_state(group, session, seq).is_some() {
-            set_delivery(group, session, seq, None);
+    /// Removes messages (and their delivery states) of one session, each
+    /// only if it is queued.
+    fn remove_seqs(
+        &self,
+        group: &mut Group,
+        session: &[u8],
+        seqs: &[u64],
+    ) -> Result<(), BackendError> {
+        // Only QoS 2 deliveries have states: most sessions have none, and
+        // then no removal needs to look.
+        let has_states = group.delivery.contains_key(session)
+            || self
+                .inflight
+                .read()
+                .get(session)
+                .is_some_and(|i| !i.delivery.is_empty());
+        let fingerprint = FreshSeqs::fingerprint(session);
+        let mut removed = 0;
+        for &seq in seqs {
+            if has_states && self.delivery_state(group, session, seq).is_some() {
+                set_delivery(group, session, seq, None);
+            }
+            if self.remove_one(group, session, fingerprint, seq)? {
+                removed += 1;
+            }
         }
+        if removed > 0 {
+            self.update_meta(group, session, |meta| {
+                meta.len = meta.len.saturating_sub(removed);
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes one message if it is queued; true when it was. The caller
+    /// updates the queue length.
+    fn remove_one(
+        &self,
+        group: &mut Group,
+        session: &[u8],
+        fingerprint: u64,
+        seq: u64,
+    ) -> Result<bool, BackendError> {
         let Some(meta) = self.existing_meta(group, session) else {
-            return Ok(());
+            return Ok(false);
         };
-        if seq <= meta.floor {
-            return Ok(()); // cleared already; the purge removes it
+        // Cleared already (the purge removes it), or removed by this group:
+        // sequence numbers are unique across the store, so the number alone
+        // names the message.
+        if seq <= meta.floor || group.removed.contains(&seq) {
+            return Ok(false);
         }
-        let key = keys::queue_key(session, seq);
-        if group.removed.contains(&key) {
-            return Ok(());
-        }
+        let key = group.queue_key(session, seq);
         // A message queued by this very group is not in the engine yet (and
         // never removed before its enqueue is answered): left alone, as a
         // lookup would.
         let exists = seq < group.first_seq
-            && (group.fresh.take(session, seq)
+            && (group.fresh.take(fingerprint, seq)
                 || self
                     .queues
                     .contains_key(&key)
@@ -1255,12 +1306,10 @@ impl Shared {
             // Weak: queue keys are written once (numbers are never reused),
             // so the tombstone may vanish with the record when they meet in
             // a flush or compaction instead of going to the last level.
-            group.batch.remove_weak(&self.queues, key.as_slice());
-            group.removed.insert(key);
-            let meta = self.group_meta(group, session);
-            meta.len = meta.len.saturating_sub(1);
+            group.batch.remove_weak(&self.queues, key);
+            group.removed.insert(seq);
         }
-        Ok(())
+        Ok(exists)
     }
 
     /// Whether message `seq` is in the session's queue as this group sees it.
@@ -1271,10 +1320,10 @@ impl Shared {
         if seq <= meta.floor {
             return Ok(false);
         }
-        let key = keys::queue_key(session, seq);
-        if group.removed.contains(&key) {
+        if group.removed.contains(&seq) {
             return Ok(false);
         }
+        let key = keys::queue_key(session, seq);
         self.queues
             .contains_key(&key)
             .map_err(|e| self.engine_error("set_delivery_state", e))
@@ -1316,9 +1365,10 @@ impl Shared {
             return Answer::Done;
         }
         let floor = group.next_seq - 1;
-        let meta = self.group_meta(group, session);
-        meta.len = 0;
-        meta.floor = floor;
+        self.update_meta(group, session, |meta| {
+            meta.len = 0;
+            meta.floor = floor;
+        });
         Answer::PurgeNeeded
     }
 
@@ -1331,13 +1381,16 @@ impl Shared {
         .filter(|meta| !meta.is_empty())
     }
 
-    /// The session's metadata in this group, created on first use.
-    fn group_meta<'g>(&self, group: &'g mut Group, session: &[u8]) -> &'g mut QueueMeta {
-        if !group.metas.contains_key(session) {
-            let current = self.metas.read().get(session).copied().unwrap_or_default();
-            group.metas.insert(session.to_vec(), current);
+    /// Changes the session's metadata in this group (taken from the
+    /// committed one on first use; the key is copied only then).
+    fn update_meta(&self, group: &mut Group, session: &[u8], change: impl FnOnce(&mut QueueMeta)) {
+        if let Some(meta) = group.metas.get_mut(session) {
+            change(meta);
+            return;
         }
-        group.metas.entry(session.to_vec()).or_default()
+        let mut meta = self.metas.read().get(session).copied().unwrap_or_default();
+        change(&mut meta);
+        group.metas.insert(session.to_vec(), meta);
     }
 }
 
@@ -1364,8 +1417,9 @@ struct Group {
     batch: fjall::OwnedWriteBatch,
     /// Metadata of every session this group touches, as it will be after it.
     metas: HashMap<Vec<u8>, QueueMeta>,
-    /// Queue keys this group removes (a second remove of one is a no-op).
-    removed: HashSet<Vec<u8>>,
+    /// Sequence numbers of the messages this group removes (a second
+    /// remove of one is a no-op).
+    removed: HashSet<u64>,
     next_seq: u64,
     /// `next_seq` when the group began: higher numbers are its own.
     first_seq: u64,
@@ -1376,6 +1430,19 @@ struct Group {
     /// will be after it (each record written once, whatever the jobs did).
     delivery: DeliveryChanges,
     incoming: IncomingChanges,
+    /// Scratch space for queue keys: the engine copies each key it is
+    /// given, so building them here saves an allocation per key.
+    key: Vec<u8>,
+}
+
+impl Group {
+    /// The queue key of message `seq` of `session`, as an engine key.
+    fn queue_key(&mut self, session: &[u8], seq: u64) -> Slice {
+        self.key.clear();
+        self.key.extend_from_slice(session);
+        self.key.extend_from_slice(&seq.to_be_bytes());
+        Slice::from(self.key.as_slice())
+    }
 }
 
 // ---------------------------------------------------------------- the writer thread
@@ -1769,6 +1836,34 @@ impl MessageStore for EmbeddedStore {
         match self.write("enqueue_many", op).await? {
             Answer::Seqs(seqs) => Ok(seqs),
             other => Err(self.unexpected("enqueue_many", &other)),
+        }
+    }
+
+    async fn enqueue_batch(
+        &self,
+        writes: &[(&[SessionKey], &StoredMessage)],
+    ) -> Result<Vec<u64>, BackendError> {
+        let mut encoded = Vec::with_capacity(writes.len());
+        for (keys, message) in writes {
+            if keys.is_empty() {
+                continue;
+            }
+            let value = codec::encode_message(message)
+                .map_err(|e| encode_error(&self.shared.name, "enqueue_batch", e))?;
+            encoded.push((
+                keys.iter().map(session_key_of).collect(),
+                Slice::from(value),
+            ));
+        }
+        if encoded.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self
+            .write("enqueue_batch", Op::EnqueueBatch { writes: encoded })
+            .await?
+        {
+            Answer::Seqs(seqs) => Ok(seqs),
+            other => Err(self.unexpected("enqueue_batch", &other)),
         }
     }
 

@@ -53,5 +53,5 @@ fn run_all_cases_on_one_store_in_both_modes() {
             fogg_storage_behavior::run_all(&fixture.backend).await;
         });
     }
-    assert_eq!(fogg_storage_behavior::CASES.len(), 33);
+    assert_eq!(fogg_storage_behavior::CASES.len(), 34);
 }

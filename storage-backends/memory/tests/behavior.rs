@@ -26,5 +26,5 @@ fogg_storage_behavior::storage_behavior_tests!(memory_backend());
 async fn run_all_cases_on_one_store() {
     let backend = memory_backend().await;
     fogg_storage_behavior::run_all(&backend).await;
-    assert_eq!(fogg_storage_behavior::CASES.len(), 33);
+    assert_eq!(fogg_storage_behavior::CASES.len(), 34);
 }

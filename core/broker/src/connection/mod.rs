@@ -173,7 +173,7 @@ pub(crate) struct Connection<S> {
     input_held: bool,
     /// PUBLISHes waiting on the message store (see `pipeline`); always
     /// empty between two reads.
-    pipeline: Vec<pipeline::Pipelined>,
+    pipeline: pipeline::Pipeline,
 }
 
 /// Serve one accepted connection until it ends.
@@ -206,7 +206,7 @@ where
         read_hot: false,
         rate,
         input_held: false,
-        pipeline: Vec::new(),
+        pipeline: pipeline::Pipeline::default(),
     };
     let span = tracing::info_span!("conn", peer = %peer, client_id = tracing::field::Empty);
     async move {

@@ -3,16 +3,26 @@
 //! A QoS 0/1 PUBLISH whose message goes to a persistent session (or is
 //! retained) may be acknowledged only once the store has it. Waiting for each
 //! write before reading the next PUBLISH would cost one store round trip per
-//! message, so the writes of every PUBLISH in the read buffer are started at
-//! once (the store commits them together) and the connection waits for them
-//! when the buffer is used up, or before a packet that must not overtake them.
-//! Deliveries are queued and PUBACKs sent in the order the PUBLISHes arrived.
+//! message, so the connection reads on and hands the store the writes of
+//! every PUBLISH in the read buffer before it waits for them: the queue
+//! writes as one batch (one store job, one answer), a retained message's
+//! writes as soon as it is read. It waits when the buffer is used up, or
+//! before a packet that must not overtake them. Deliveries are queued and
+//! PUBACKs sent in the order the PUBLISHes arrived.
+//!
+//! Order: a session's queue must number messages in the order they were
+//! published, and a store numbers writes in the order it gets them. So the
+//! batch collected so far goes to the store before a retained message's
+//! writes start, and those start both at once (`routing`).
 
+use std::task::Poll;
+
+use fogg_api::BackendError;
 use fogg_codec::{Packet, QoS, ReasonCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Close, Connection};
-use crate::routing::Routing;
+use crate::routing::{Routing, StoreWrite, write_batch};
 
 /// What became of a checked PUBLISH.
 pub(crate) enum Routed {
@@ -26,6 +36,8 @@ pub(crate) struct Pipelined {
     routed: Routed,
     qos: QoS,
     packet_id: u16,
+    /// The batch its queue writes went out in.
+    batch: Option<usize>,
 }
 
 impl Pipelined {
@@ -34,11 +46,37 @@ impl Pipelined {
             routed,
             qos,
             packet_id,
+            batch: None,
         }
     }
 
     fn waits_on_store(&self) -> bool {
         matches!(&self.routed, Routed::Routing(r) if r.writes_pending())
+    }
+}
+
+/// The pipeline: PUBLISHes in arrival order and the store batches their
+/// queue writes went out in.
+#[derive(Default)]
+pub(crate) struct Pipeline {
+    publishes: Vec<Pipelined>,
+    /// Batches handed to the store, by id (`Pipelined::batch`).
+    batches: Vec<Batch>,
+    /// PUBLISHes at the front of `publishes` whose writes were handed over
+    /// (in a batch or on their own) or who have none.
+    handed_over: usize,
+}
+
+/// A batch of queue writes: in the store's hands, then answered with every
+/// member's numbers in member order.
+enum Batch {
+    Sent(StoreWrite<Vec<u64>>),
+    Answered(Result<Vec<u64>, BackendError>, usize),
+}
+
+impl Pipeline {
+    pub fn is_empty(&self) -> bool {
+        self.publishes.is_empty()
     }
 }
 
@@ -63,19 +101,75 @@ where
         if self.pipeline.is_empty() && !publish.waits_on_store() {
             return self.acknowledge(publish).await;
         }
-        if let Routed::Routing(routing) = &mut publish.routed {
-            routing.start_writes().await;
+        let starts_now = matches!(&publish.routed,
+            Routed::Routing(r) if r.writes_pending() && !r.writes_batchable());
+        if starts_now {
+            // The queue writes read before it go to the store first.
+            self.hand_over_batch().await;
+            if let Routed::Routing(routing) = &mut publish.routed {
+                routing.start_writes().await;
+            }
         }
-        self.pipeline.push(publish);
+        self.pipeline.publishes.push(publish);
+        if starts_now {
+            self.pipeline.handed_over = self.pipeline.publishes.len();
+        }
         None
+    }
+
+    /// Hands the queue writes of the PUBLISHes not handed over yet to the
+    /// store as one batch, without waiting for its answer.
+    async fn hand_over_batch(&mut self) {
+        let pipeline = &mut self.pipeline;
+        let id = pipeline.batches.len();
+        let mut batch = Vec::new();
+        for publish in &mut pipeline.publishes[pipeline.handed_over..] {
+            if let Routed::Routing(routing) = &mut publish.routed
+                && routing.writes_batchable()
+            {
+                routing.take_queued(&mut batch);
+                publish.batch = Some(id);
+            }
+        }
+        pipeline.handed_over = pipeline.publishes.len();
+        if batch.is_empty() {
+            return;
+        }
+        let mut write = write_batch(self.broker.services.messages.clone(), batch);
+        // First poll: the store has the batch (a store with a writer queue
+        // numbers it after everything handed over before). A store that
+        // answers at once (memory) is done here.
+        let first = std::future::poll_fn(|cx| Poll::Ready(write.get_mut().as_mut().poll(cx))).await;
+        pipeline.batches.push(match first {
+            Poll::Ready(answer) => Batch::Answered(answer, 0),
+            Poll::Pending => Batch::Sent(write),
+        });
     }
 
     /// Wait for every queued PUBLISH in order, queue its deliveries and
     /// acknowledge it. All are settled even when one closes the connection,
     /// so no stored message is left without its deliveries.
     pub(super) async fn drain_pipeline(&mut self) -> Option<Close> {
+        self.hand_over_batch().await;
+        let Pipeline {
+            publishes,
+            mut batches,
+            ..
+        } = std::mem::take(&mut self.pipeline);
         let mut close = None;
-        for publish in std::mem::take(&mut self.pipeline) {
+        for mut publish in publishes {
+            if let (Some(batch), Routed::Routing(routing)) = (
+                publish.batch.and_then(|id| batches.get_mut(id)),
+                &mut publish.routed,
+            ) {
+                if let Batch::Sent(write) = batch {
+                    let answer = std::future::poll_fn(|cx| write.get_mut().as_mut().poll(cx)).await;
+                    *batch = Batch::Answered(answer, 0);
+                }
+                if let Batch::Answered(answer, offset) = batch {
+                    routing.batch_written(answer, offset);
+                }
+            }
             if let Some(c) = self.acknowledge(publish).await {
                 close.get_or_insert(c);
             }

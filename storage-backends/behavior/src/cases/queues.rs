@@ -460,6 +460,60 @@ pub async fn queue_enqueue_many(backend: &Backend) {
     }
 }
 
+/// enqueue_batch is several enqueue_many in one call: the numbers of every
+/// write's keys, flattened in order, each queue holding its messages in the
+/// order of the writes; a write with no keys adds nothing; no writes is no
+/// write; numbering continues across enqueue and enqueue_batch.
+pub async fn queue_enqueue_batch(backend: &Backend) {
+    let store = messages(backend);
+    let mp = unique_mountpoint("enqueue-batch");
+    let a = SessionKey::new(&mp, "a");
+    let b = SessionKey::new(&mp, "b");
+    let before = enqueue(store, &a, &message("q/t", "before")).await;
+
+    let first = message("q/t", "1");
+    let second = rich_message("fan/out");
+    let third = message("q/t", "3");
+    let both = [a.clone(), b.clone()];
+    let only_b = [b.clone()];
+    let writes: [(&[SessionKey], &StoredMessage); 4] = [
+        (&both, &first),
+        (&[], &message("nowhere", "x")),
+        (&only_b, &second),
+        (&both, &third),
+    ];
+    let seqs = store.enqueue_batch(&writes).await.expect("enqueue_batch");
+    assert_eq!(seqs.len(), 5, "one number per key of every write: {seqs:?}");
+    let (a1, b1, b2, a3, b3) = (seqs[0], seqs[1], seqs[2], seqs[3], seqs[4]);
+    assert!(before < a1 && a1 < a3, "{before} {seqs:?}");
+    assert!(b1 < b2 && b2 < b3, "{seqs:?}");
+    assert_eq!(
+        read(store, &a, 0, 100).await,
+        [
+            (before, message("q/t", "before")),
+            (a1, first.clone()),
+            (a3, third.clone())
+        ]
+    );
+    assert_eq!(
+        read(store, &b, 0, 100).await,
+        [(b1, first), (b2, second), (b3, third)]
+    );
+
+    assert_eq!(
+        store.enqueue_batch(&[]).await.expect("empty enqueue_batch"),
+        Vec::<u64>::new()
+    );
+    let after = enqueue(store, &a, &message("q/t", "after")).await;
+    assert!(after > a3);
+    assert_eq!(len(store, &a).await, 4);
+    assert_eq!(len(store, &b).await, 3);
+
+    for key in [&a, &b] {
+        store.clear_queue(key).await.expect("clear_queue");
+    }
+}
+
 /// remove_many removes the listed messages of one session in one call and
 /// skips what is not there (removed before, never queued, listed twice);
 /// another session's numbers never touch that session; an empty list and
