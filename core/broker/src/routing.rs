@@ -7,8 +7,8 @@
 //! PUBLISH it has read before it waits for the first: the message store then
 //! commits them together (one journal write, or one fsync) instead of one
 //! round trip per message. Queue writes alone (the usual case) are handed
-//! over as one batch per read ([`Routing::take_queued`],
-//! `connection::pipeline`): one store job, not one per message.
+//! over in batches ([`Routing::take_queued`], `connection::pipeline`): one
+//! store job for several messages.
 
 use std::future::Future;
 use std::pin::Pin;

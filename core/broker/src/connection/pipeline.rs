@@ -5,10 +5,10 @@
 //! write before reading the next PUBLISH would cost one store round trip per
 //! message, so the connection reads on and hands the store the writes of
 //! every PUBLISH in the read buffer before it waits for them: the queue
-//! writes as one batch (one store job, one answer), a retained message's
-//! writes as soon as it is read. It waits when the buffer is used up, or
-//! before a packet that must not overtake them. Deliveries are queued and
-//! PUBACKs sent in the order the PUBLISHes arrived.
+//! writes in batches of a few PUBLISHes (one store job, one answer each), a
+//! retained message's writes as soon as it is read. It waits when the buffer
+//! is used up, or before a packet that must not overtake them. Deliveries
+//! are queued and PUBACKs sent in the order the PUBLISHes arrived.
 //!
 //! Order: a session's queue must number messages in the order they were
 //! published, and a store numbers writes in the order it gets them. So the
@@ -54,6 +54,13 @@ impl Pipelined {
         matches!(&self.routed, Routed::Routing(r) if r.writes_pending())
     }
 }
+
+/// PUBLISHes whose queue writes go to the store together while the
+/// connection reads on. Not the whole read: the store then starts on the
+/// first ones while the rest are decoded and routed (one publisher with 100
+/// in flight: ~160k msg/s with whole reads, ~195k in fours), and four per job
+/// already spread its cost (50 publishers: the same within noise).
+const HAND_OVER_EVERY: usize = 4;
 
 /// The pipeline: PUBLISHes in arrival order and the store batches their
 /// queue writes went out in.
@@ -113,6 +120,8 @@ where
         self.pipeline.publishes.push(publish);
         if starts_now {
             self.pipeline.handed_over = self.pipeline.publishes.len();
+        } else if self.pipeline.publishes.len() - self.pipeline.handed_over >= HAND_OVER_EVERY {
+            self.hand_over_batch().await;
         }
         None
     }
