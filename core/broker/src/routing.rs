@@ -132,12 +132,7 @@ impl Routing {
                 if written.len() == indices.iter().map(Vec::len).sum::<usize>() {
                     Ok(written)
                 } else {
-                    Err(BackendError::new(
-                        fogg_api::ErrorKind::Internal,
-                        "message store",
-                        "enqueue_batch",
-                        "the store answered fewer sequence numbers than it was given keys",
-                    ))
+                    Err(too_few_numbers())
                 }
             }
             Err(e) => {
@@ -294,18 +289,36 @@ impl BrokerState {
     }
 }
 
-/// Writes one message's queue writes (usually one), returning the store
+/// Writes one message's queue writes (usually one) as one batch, so a store
+/// with a writer queue has them all at the first poll; returns the store
 /// numbers by plan index.
 async fn write_queued(
     store: &dyn DynMessageStore,
     queued: &[QueueWrite],
 ) -> Result<Vec<(usize, u64)>, BackendError> {
-    let mut written = Vec::new();
-    for write in queued {
-        let seqs = store.enqueue_many(&write.keys, &write.stored).await?;
-        written.extend(write.indices.iter().copied().zip(seqs));
+    let writes: Vec<(&[SessionKey], &StoredMessage)> = queued
+        .iter()
+        .map(|write| (write.keys.as_slice(), &write.stored))
+        .collect();
+    let seqs = store.enqueue_batch(&writes).await?;
+    let indices = queued
+        .iter()
+        .flat_map(|write| write.indices.iter().copied());
+    if seqs.len() != indices.clone().count() {
+        return Err(too_few_numbers());
     }
-    Ok(written)
+    Ok(indices.zip(seqs).collect())
+}
+
+/// A store that answered fewer sequence numbers than it was given keys (a
+/// bug in the store): the message counts as not written.
+fn too_few_numbers() -> BackendError {
+    BackendError::new(
+        fogg_api::ErrorKind::Internal,
+        "message store",
+        "enqueue_batch",
+        "the store answered fewer sequence numbers than it was given keys",
+    )
 }
 
 /// One message for the queues of several persistent sessions, with the plan

@@ -692,6 +692,15 @@ impl RawClient {
         assert!(self.try_send(packet), "write failed");
     }
 
+    /// Send several packets in one write, so the broker reads them together.
+    pub fn send_all(&mut self, packets: &[Packet]) {
+        let mut out = Default::default();
+        for packet in packets {
+            fogg_codec::encode(packet, self.version, &mut out).expect("encode");
+        }
+        self.stream.write_all(&out).expect("write");
+    }
+
     /// Send; false when the connection is gone (a broker killed mid-test).
     pub fn try_send(&mut self, packet: &Packet) -> bool {
         let mut out = Default::default();
