@@ -191,8 +191,8 @@ struct FreshSeqs {
 }
 
 impl FreshSeqs {
-    /// The session's fingerprint, computed once per job rather than per
-    /// message.
+    /// The session's fingerprint; a removal job computes it once for all
+    /// its numbers.
     fn fingerprint(session: &[u8]) -> u64 {
         FxBuildHasher.hash_one(session)
     }
