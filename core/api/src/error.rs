@@ -70,4 +70,17 @@ impl BackendError {
         self.source = Some(Box::new(source));
         self
     }
+
+    /// The same error for another waiter on the same failed write: every
+    /// field but the source, which cannot be cloned.
+    pub fn copy_without_source(&self) -> BackendError {
+        BackendError {
+            kind: self.kind,
+            backend: self.backend.clone(),
+            operation: self.operation,
+            retryable: self.retryable,
+            message: self.message.clone(),
+            source: None,
+        }
+    }
 }

@@ -71,9 +71,11 @@ impl Routing {
         !matches!(self.writes, Writes::None | Writes::Done(_))
     }
 
-    /// Whether its writes are queue writes a connection may batch.
-    pub fn writes_batchable(&self) -> bool {
-        matches!(self.writes, Writes::Queued(_))
+    /// Whether its writes go to the store on their own, started by
+    /// [`Routing::start_writes`] (a retained message's); otherwise they wait
+    /// for a connection's batch.
+    pub fn writes_start_alone(&self) -> bool {
+        matches!(self.writes, Writes::Pending(_))
     }
 
     /// Drive a retained message's store writes; ready once they are done.
@@ -99,16 +101,19 @@ impl Routing {
     }
 
     /// Move its queue writes (if not handed over yet) to the end of a
-    /// connection's batch, to be answered by [`Routing::batch_written`].
-    pub fn take_queued(&mut self, batch: &mut Vec<(Vec<SessionKey>, StoredMessage)>) {
-        if let Writes::Queued(queued) = &mut self.writes {
-            let mut indices = Vec::with_capacity(queued.len());
-            for write in queued.drain(..) {
-                batch.push((write.keys, write.stored));
-                indices.push(write.indices);
-            }
-            self.writes = Writes::Batched(indices);
+    /// connection's batch, to be answered by [`Routing::batch_written`];
+    /// false when it had none waiting.
+    pub fn take_queued(&mut self, batch: &mut Vec<(Vec<SessionKey>, StoredMessage)>) -> bool {
+        let Writes::Queued(queued) = &mut self.writes else {
+            return false;
+        };
+        let mut indices = Vec::with_capacity(queued.len());
+        for write in queued.drain(..) {
+            batch.push((write.keys, write.stored));
+            indices.push(write.indices);
         }
+        self.writes = Writes::Batched(indices);
+        true
     }
 
     /// The batch's answer: this routing's numbers start at `*offset` in
@@ -118,29 +123,8 @@ impl Routing {
             return;
         };
         let written = match answer {
-            Ok(seqs) => {
-                let mut written = Vec::new();
-                for i in indices.iter().flatten() {
-                    // A store answering fewer numbers than keys is a bug in
-                    // the store: the rest count as not written.
-                    let Some(seq) = seqs.get(*offset) else {
-                        break;
-                    };
-                    written.push((*i, *seq));
-                    *offset += 1;
-                }
-                if written.len() == indices.iter().map(Vec::len).sum::<usize>() {
-                    Ok(written)
-                } else {
-                    Err(too_few_numbers())
-                }
-            }
-            Err(e) => {
-                let mut copy =
-                    BackendError::new(e.kind, e.backend.clone(), e.operation, e.message.clone());
-                copy.retryable = e.retryable;
-                Err(copy)
-            }
+            Ok(seqs) => number_writes(indices.iter(), seqs, offset),
+            Err(e) => Err(e.copy_without_source()),
         };
         self.writes = Writes::Done(written);
     }
@@ -301,24 +285,36 @@ async fn write_queued(
         .map(|write| (write.keys.as_slice(), &write.stored))
         .collect();
     let seqs = store.enqueue_batch(&writes).await?;
-    let indices = queued
-        .iter()
-        .flat_map(|write| write.indices.iter().copied());
-    if seqs.len() != indices.clone().count() {
-        return Err(too_few_numbers());
-    }
-    Ok(indices.zip(seqs).collect())
+    number_writes(queued.iter().map(|write| &write.indices), &seqs, &mut 0)
 }
 
-/// A store that answered fewer sequence numbers than it was given keys (a
-/// bug in the store): the message counts as not written.
-fn too_few_numbers() -> BackendError {
-    BackendError::new(
-        fogg_api::ErrorKind::Internal,
-        "message store",
-        "enqueue_batch",
-        "the store answered fewer sequence numbers than it was given keys",
-    )
+/// Pairs the plan indices of some writes' keys with the store's numbers
+/// for them, which start at `*offset` in `seqs` (it moves past them). A
+/// store that answered fewer numbers than it was given keys (a bug in the
+/// store) leaves the message not written.
+fn number_writes<'a>(
+    indices: impl Iterator<Item = &'a Vec<usize>> + Clone,
+    seqs: &[u64],
+    offset: &mut usize,
+) -> Result<Vec<(usize, u64)>, BackendError> {
+    let count: usize = indices.clone().map(Vec::len).sum();
+    let mine = offset
+        .checked_add(count)
+        .and_then(|end| seqs.get(*offset..end));
+    let Some(mine) = mine else {
+        return Err(BackendError::new(
+            fogg_api::ErrorKind::Internal,
+            "message store",
+            "enqueue_batch",
+            "the store answered fewer sequence numbers than it was given keys",
+        ));
+    };
+    *offset += count;
+    Ok(indices
+        .flatten()
+        .copied()
+        .zip(mine.iter().copied())
+        .collect())
 }
 
 /// One message for the queues of several persistent sessions, with the plan

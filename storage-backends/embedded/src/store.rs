@@ -238,13 +238,9 @@ enum Op {
         session: Vec<u8>,
         value: Slice,
     },
-    /// One message into several queues (the value is shared, not copied).
-    EnqueueMany {
-        sessions: Vec<Vec<u8>>,
-        value: Slice,
-    },
-    /// Several `EnqueueMany` in one job, in order; answered with all their
-    /// numbers, flattened.
+    /// Messages, each into several queues (a message's value is shared by
+    /// its queues, not copied), in order; answered with all their numbers,
+    /// flattened. `enqueue_many` is a batch of one.
     EnqueueBatch {
         writes: Vec<(Vec<Vec<u8>>, Slice)>,
     },
@@ -1072,13 +1068,7 @@ impl Shared {
                 tracing::error!(error = %e, "embedded store: commit failed");
                 answers
                     .into_iter()
-                    .map(|answer| {
-                        answer.and_then(|_| {
-                            let mut copy = self.error(e.kind, "write", e.message.clone());
-                            copy.retryable = e.retryable;
-                            Err(copy)
-                        })
-                    })
+                    .map(|answer| answer.and_then(|_| Err(e.copy_without_source())))
                     .collect()
             }
         }
@@ -1118,12 +1108,6 @@ impl Shared {
     fn apply(&self, group: &mut Group, op: &Op) -> Reply {
         match op {
             Op::Enqueue { session, value } => Ok(Answer::Seq(self.append(group, session, value))),
-            Op::EnqueueMany { sessions, value } => Ok(Answer::Seqs(
-                sessions
-                    .iter()
-                    .map(|session| self.append(group, session, value))
-                    .collect(),
-            )),
             Op::EnqueueBatch { writes } => Ok(Answer::Seqs(
                 writes
                     .iter()
@@ -1629,6 +1613,37 @@ impl EmbeddedStore {
         }
     }
 
+    /// Messages into queues as one job (`enqueue_many`, `enqueue_batch`):
+    /// each message encoded once, its numbers answered in order.
+    async fn enqueue_writes(
+        &self,
+        operation: &'static str,
+        writes: &[(&[SessionKey], &StoredMessage)],
+    ) -> Result<Vec<u64>, BackendError> {
+        let mut encoded = Vec::with_capacity(writes.len());
+        for (keys, message) in writes {
+            if keys.is_empty() {
+                continue;
+            }
+            let value = codec::encode_message(message)
+                .map_err(|e| encode_error(&self.shared.name, operation, e))?;
+            encoded.push((
+                keys.iter().map(session_key_of).collect(),
+                Slice::from(value),
+            ));
+        }
+        if encoded.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self
+            .write(operation, Op::EnqueueBatch { writes: encoded })
+            .await?
+        {
+            Answer::Seqs(seqs) => Ok(seqs),
+            other => Err(self.unexpected(operation, &other)),
+        }
+    }
+
     /// A write whose answer is a sequence number.
     async fn write_seq(&self, operation: &'static str, op: Op) -> Result<u64, BackendError> {
         match self.write(operation, op).await? {
@@ -1824,47 +1839,15 @@ impl MessageStore for EmbeddedStore {
         keys: &[SessionKey],
         message: &StoredMessage,
     ) -> Result<Vec<u64>, BackendError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let value = codec::encode_message(message)
-            .map_err(|e| encode_error(&self.shared.name, "enqueue_many", e))?;
-        let op = Op::EnqueueMany {
-            sessions: keys.iter().map(session_key_of).collect(),
-            value: Slice::from(value),
-        };
-        match self.write("enqueue_many", op).await? {
-            Answer::Seqs(seqs) => Ok(seqs),
-            other => Err(self.unexpected("enqueue_many", &other)),
-        }
+        self.enqueue_writes("enqueue_many", &[(keys, message)])
+            .await
     }
 
     async fn enqueue_batch(
         &self,
         writes: &[(&[SessionKey], &StoredMessage)],
     ) -> Result<Vec<u64>, BackendError> {
-        let mut encoded = Vec::with_capacity(writes.len());
-        for (keys, message) in writes {
-            if keys.is_empty() {
-                continue;
-            }
-            let value = codec::encode_message(message)
-                .map_err(|e| encode_error(&self.shared.name, "enqueue_batch", e))?;
-            encoded.push((
-                keys.iter().map(session_key_of).collect(),
-                Slice::from(value),
-            ));
-        }
-        if encoded.is_empty() {
-            return Ok(Vec::new());
-        }
-        match self
-            .write("enqueue_batch", Op::EnqueueBatch { writes: encoded })
-            .await?
-        {
-            Answer::Seqs(seqs) => Ok(seqs),
-            other => Err(self.unexpected("enqueue_batch", &other)),
-        }
+        self.enqueue_writes("enqueue_batch", writes).await
     }
 
     async fn remove_many(&self, key: &SessionKey, seqs: &[u64]) -> Result<(), BackendError> {

@@ -108,19 +108,18 @@ where
         if self.pipeline.is_empty() && !publish.waits_on_store() {
             return self.acknowledge(publish).await;
         }
-        let starts_now = matches!(&publish.routed,
-            Routed::Routing(r) if r.writes_pending() && !r.writes_batchable());
-        if starts_now {
+        if let Routed::Routing(routing) = &mut publish.routed
+            && routing.writes_start_alone()
+        {
             // The queue writes read before it go to the store first.
             self.hand_over_batch().await;
-            if let Routed::Routing(routing) = &mut publish.routed {
-                routing.start_writes().await;
-            }
+            routing.start_writes().await;
+            self.pipeline.publishes.push(publish);
+            self.pipeline.handed_over = self.pipeline.publishes.len();
+            return None;
         }
         self.pipeline.publishes.push(publish);
-        if starts_now {
-            self.pipeline.handed_over = self.pipeline.publishes.len();
-        } else if self.pipeline.publishes.len() - self.pipeline.handed_over >= HAND_OVER_EVERY {
+        if self.pipeline.publishes.len() - self.pipeline.handed_over >= HAND_OVER_EVERY {
             self.hand_over_batch().await;
         }
         None
@@ -134,9 +133,8 @@ where
         let mut batch = Vec::new();
         for publish in &mut pipeline.publishes[pipeline.handed_over..] {
             if let Routed::Routing(routing) = &mut publish.routed
-                && routing.writes_batchable()
+                && routing.take_queued(&mut batch)
             {
-                routing.take_queued(&mut batch);
                 publish.batch = Some(id);
             }
         }
