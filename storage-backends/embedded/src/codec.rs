@@ -642,6 +642,12 @@ pub(crate) fn decode_incoming_qos2(bytes: &[u8]) -> Result<(), DecodeError> {
 /// What the store keeps per session queue besides its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct QueueMeta {
+    /// The queue's id, the first part of its message keys; 0 until one is
+    /// given (only in a store of format 2 or before, until it is upgraded).
+    /// Taken from the sequence counter, so no two queues ever share one. A
+    /// queue that empties (no record left) loses it with its metadata and
+    /// gets a new one with its next message.
+    pub(crate) queue: u64,
     /// Messages in the queue.
     pub(crate) len: u64,
     /// Every message numbered `<= floor` was cleared (by `clear_queue` or
@@ -658,22 +664,23 @@ impl QueueMeta {
 }
 
 pub(crate) fn encode_meta(meta: &QueueMeta) -> Vec<u8> {
-    let mut w = Writer::with_capacity(17);
+    let mut w = Writer::with_capacity(25);
     w.u8(FORMAT_V1);
     w.u64(meta.len);
     w.u64(meta.floor);
+    w.u64(meta.queue);
     w.0
 }
 
+/// Also reads the metadata of stores of format 2 and before (no queue id).
 pub(crate) fn decode_meta(bytes: &[u8]) -> Result<QueueMeta, DecodeError> {
     let mut r = Reader::new(bytes, "queue metadata");
     r.format()?;
-    let meta = QueueMeta {
-        len: r.u64()?,
-        floor: r.u64()?,
-    };
+    let len = r.u64()?;
+    let floor = r.u64()?;
+    let queue = if r.rest.is_empty() { 0 } else { r.u64()? };
     r.finish()?;
-    Ok(meta)
+    Ok(QueueMeta { queue, len, floor })
 }
 
 pub(crate) fn encode_u64(v: u64) -> Vec<u8> {
@@ -958,8 +965,18 @@ mod tests {
 
     #[test]
     fn meta_and_counters_round_trip() {
-        let meta = QueueMeta { len: 3, floor: 9 };
+        let meta = QueueMeta {
+            queue: 12,
+            len: 3,
+            floor: 9,
+        };
         assert_eq!(decode_meta(&encode_meta(&meta)).expect("meta"), meta);
+        // Format 2 and before: no queue id yet.
+        let old = &encode_meta(&meta)[..17];
+        assert_eq!(
+            decode_meta(old).expect("old meta"),
+            QueueMeta { queue: 0, ..meta }
+        );
         assert_eq!(
             decode_u64(&encode_u64(u64::MAX), "x").expect("u64"),
             u64::MAX

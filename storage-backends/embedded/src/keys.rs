@@ -4,13 +4,19 @@
 //! * **Session key** `enc(mountpoint, client_id)`: each part as a 4-byte
 //!   big-endian length followed by its bytes. The encoding is self-delimiting,
 //!   so no two keys collide (`("a-", "b")` vs `("a", "-b")`) and no session's
-//!   key is a prefix of another's: a prefix scan over one session's queue never
-//!   reaches a neighbour's.
-//! * **Queue key** `session key ++ seq` with `seq` a big-endian u64: a
-//!   session's messages are contiguous and in number order, so
-//!   `read_queue(after, limit)` is one range scan.
-//! * **Delivery state key** `session key ++ seq` (the queue key of the
-//!   message it belongs to, in its own keyspace) and **incoming QoS 2 key**
+//!   key is a prefix of another's: a prefix scan over one session's records
+//!   never reaches a neighbour's.
+//! * **Queue key** `queue id ++ seq`, 16 bytes: the session's queue id (from
+//!   its queue metadata) as a little-endian u64, then `seq` as a big-endian
+//!   u64. A queue's messages are contiguous and in number order, so
+//!   `read_queue(after, limit)` is one range scan. Short fixed keys are what
+//!   the hot path needs: the engine keeps keys of up to 20 bytes inline and
+//!   compares their first 4 bytes before anything else, so ids written
+//!   little-endian (the low bytes first, different for every queue) make
+//!   most comparisons between two queues' keys end there. Stores of format 2
+//!   and before keyed queues by `session key ++ seq` ([`session_seq_key`]).
+//! * **Delivery state key** `session key ++ seq` (the number of the message
+//!   it belongs to) and **incoming QoS 2 key**
 //!   `session key ++ packet id` (big-endian u16): a session's records are
 //!   contiguous, and the session key at their front can be split off again.
 //! * **Retained key** `len-prefixed mountpoint ++ level(l1) ++ level(l2) ...`
@@ -65,19 +71,29 @@ pub(crate) fn decode_session_key(key: &[u8]) -> Option<(String, String)> {
         .then(|| (mountpoint.to_owned(), client_id.to_owned()))
 }
 
-/// The key of message `seq` in the queue of `session` (a session key).
-pub(crate) fn queue_key(session: &[u8], seq: u64) -> Vec<u8> {
+/// The key of message `seq` in queue `queue`.
+pub(crate) fn queue_key(queue: u64, seq: u64) -> [u8; 16] {
+    let mut out = [0; 16];
+    out[..8].copy_from_slice(&queue.to_le_bytes());
+    out[8..].copy_from_slice(&seq.to_be_bytes());
+    out
+}
+
+/// The sequence number of a key of queue `queue`; `None` for another key.
+pub(crate) fn queue_key_seq(queue: u64, key: &[u8]) -> Option<u64> {
+    let (id, seq) = key.split_first_chunk::<8>()?;
+    let seq: [u8; 8] = seq.try_into().ok()?;
+    (u64::from_le_bytes(*id) == queue).then(|| u64::from_be_bytes(seq))
+}
+
+/// `session ++ seq` (a session key and a big-endian number): the key of a
+/// message's delivery state, and of the message itself in stores of format
+/// 2 and before.
+pub(crate) fn session_seq_key(session: &[u8], seq: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(session.len() + 8);
     out.extend_from_slice(session);
     out.extend_from_slice(&seq.to_be_bytes());
     out
-}
-
-/// The sequence number at the end of a queue key of `session`.
-pub(crate) fn queue_key_seq(session: &[u8], key: &[u8]) -> Option<u64> {
-    let tail = key.strip_prefix(session)?;
-    let seq: [u8; 8] = tail.try_into().ok()?;
-    Some(u64::from_be_bytes(seq))
 }
 
 /// Splits a key starting with a session key into that session key and the
@@ -213,21 +229,23 @@ mod tests {
     }
 
     #[test]
-    fn queue_keys_sort_by_number() {
-        let s = session_key("m", "c");
-        let keys: Vec<Vec<u8>> = [1u64, 2, 255, 256, u64::MAX]
+    fn queue_keys_sort_by_number_and_name_their_queue() {
+        let keys: Vec<[u8; 16]> = [1u64, 2, 255, 256, u64::MAX]
             .iter()
-            .map(|seq| queue_key(&s, *seq))
+            .map(|seq| queue_key(7, *seq))
             .collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(queue_key_seq(&s, &keys[3]), Some(256));
-        assert_eq!(queue_key_seq(&session_key("m", "d"), &keys[3]), None);
+        assert_eq!(queue_key_seq(7, &keys[3]), Some(256));
+        assert_eq!(queue_key_seq(8, &keys[3]), None);
+        assert_eq!(queue_key_seq(7, &keys[3][..15]), None);
+        // Queues differ in the first bytes the engine compares.
+        assert_ne!(queue_key(1, 9)[..4], queue_key(2, 9)[..4]);
     }
 
     #[test]
     fn session_prefixes_split_off() {
         let s = session_key("m\0", "ç");
-        let q = queue_key(&s, 7);
+        let q = session_seq_key(&s, 7);
         assert_eq!(
             split_session(&q),
             Some((s.as_slice(), &7u64.to_be_bytes()[..]))

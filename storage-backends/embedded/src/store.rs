@@ -108,9 +108,16 @@ pub const ENGINE_DIR: &str = "store";
 /// Written once into a new store; a store with another value is refused.
 const FORMAT_KEY: &[u8] = b"format";
 /// Format 2 added the `delivery` and `incoming_qos2` keyspaces and sessions
-/// with a will. A format-1 store is upgraded in place at open (see `load`).
-const FORMAT_VALUE: &[u8] = b"fogg-embedded/2";
+/// with a will; format 3 keys queued messages by queue id (`keys`). Older
+/// stores are upgraded in place at open (see `load`).
+const FORMAT_VALUE: &[u8] = b"fogg-embedded/3";
+const FORMAT_V2_VALUE: &[u8] = b"fogg-embedded/2";
 const FORMAT_V1_VALUE: &[u8] = b"fogg-embedded/1";
+/// The keyspace of queued messages keyed by session (`session_seq_key`) in
+/// stores of format 2 and before; moved to `queue_messages` at open.
+const LEGACY_QUEUES: &str = "queues";
+/// Messages moved per batch when upgrading a store to format 3.
+const UPGRADE_CHUNK: usize = 4096;
 /// The next queue sequence number (store-wide, see `WriterState`).
 const NEXT_SEQ_KEY: &[u8] = b"next_seq";
 /// The most journal data kept before memtables are flushed to tables.
@@ -142,7 +149,7 @@ struct Shared {
     meta: Keyspace,
     delivery: Keyspace,
     incoming: Keyspace,
-    /// Per-session queue length and cleared floor, for every session with a
+    /// Per-session queue id, length and cleared floor, for every session with a
     /// non-empty `QueueMeta`. Read without touching the disk; written only by
     /// the group-commit leader, after its batch is committed.
     metas: RwLock<HashMap<Vec<u8>, QueueMeta>>,
@@ -758,7 +765,7 @@ fn open_engine(engine_dir: &Path) -> fjall::Result<(Database, [Keyspace; 7])> {
             .expect_point_read_hits(true)
     };
     let sessions = db.keyspace("sessions", small)?;
-    let queues = db.keyspace("queues", queues_options)?;
+    let queues = db.keyspace("queue_messages", queues_options)?;
     let queue_meta = db.keyspace("queue_meta", small)?;
     let retained = db.keyspace("retained", small)?;
     let meta = db.keyspace("meta", small)?;
@@ -780,28 +787,18 @@ impl Shared {
     /// be removed.
     fn load(&self) -> Result<Vec<Vec<u8>>, BackendError> {
         const OP: &str = "open";
-        match self
+        let upgrade_from = match self
             .meta
             .get(FORMAT_KEY)
             .map_err(|e| self.engine_error(OP, e))?
         {
-            Some(format) if &*format == FORMAT_VALUE => {}
-            Some(format) if &*format == FORMAT_V1_VALUE => {
-                // Format 1 lacks only what format 2 added: the two inflight
-                // keyspaces (created empty by `open_engine`) and the will in
-                // session records (format-1 records decode without one).
-                // Nothing to rewrite but the marker, so that a build that
-                // only reads format 1 refuses this store instead of ignoring
-                // its inflight records.
-                let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
-                batch.insert(&self.meta, FORMAT_KEY, FORMAT_VALUE);
-                batch.commit().map_err(|e| self.engine_error(OP, e))?;
-                tracing::info!(
-                    backend = %self.name,
-                    dir = %self.engine_dir.display(),
-                    "embedded store: upgraded the store format from 1 to 2"
-                );
-            }
+            Some(format) if &*format == FORMAT_VALUE => None,
+            // Format 1 lacks the two inflight keyspaces (created empty by
+            // `open_engine`) and the will in session records (format-1
+            // records decode without one); formats 1 and 2 key queued
+            // messages by session, moved below.
+            Some(format) if &*format == FORMAT_V1_VALUE => Some(1),
+            Some(format) if &*format == FORMAT_V2_VALUE => Some(2),
             Some(other) => {
                 return Err(self.error(
                     ErrorKind::InvalidData,
@@ -818,9 +815,10 @@ impl Shared {
                 let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
                 batch.insert(&self.meta, FORMAT_KEY, FORMAT_VALUE);
                 batch.commit().map_err(|e| self.engine_error(OP, e))?;
+                None
             }
-        }
-        let next_seq = match self
+        };
+        let mut next_seq = match self
             .meta
             .get(NEXT_SEQ_KEY)
             .map_err(|e| self.engine_error(OP, e))?
@@ -829,7 +827,6 @@ impl Shared {
                 .map_err(|e| self.decode_error(OP, "sequence counter", e))?,
             None => 1,
         };
-        self.writer.lock().next_seq = next_seq;
 
         let mut metas = HashMap::new();
         let mut to_purge = Vec::new();
@@ -842,9 +839,96 @@ impl Shared {
             }
             metas.insert(key.to_vec(), meta);
         }
+        // Also after an upgrade that stopped half way (its marker is
+        // written last).
+        if self.db.keyspace_exists(LEGACY_QUEUES) {
+            self.upgrade_queues(&mut metas, &mut next_seq)?;
+        }
+        if let Some(from) = upgrade_from {
+            let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
+            batch.insert(&self.meta, FORMAT_KEY, FORMAT_VALUE);
+            batch.commit().map_err(|e| self.engine_error(OP, e))?;
+            tracing::info!(
+                backend = %self.name,
+                dir = %self.engine_dir.display(),
+                "embedded store: upgraded the store format from {from} to 3"
+            );
+        }
+        self.writer.lock().next_seq = next_seq;
         *self.metas.write() = metas;
         *self.inflight.write() = self.load_inflight()?;
         Ok(to_purge)
+    }
+
+    /// Moves the queued messages of a store of format 2 or before (keyed by
+    /// session) to `queue_messages` (keyed by queue id), in batches that
+    /// each insert and remove the same messages: a crash in between loses
+    /// nothing and the next open goes on. Every queue gets its id first.
+    /// Cleared messages (at or below their queue's floor) and messages of
+    /// sessions without a queue are not moved.
+    fn upgrade_queues(
+        &self,
+        metas: &mut HashMap<Vec<u8>, QueueMeta>,
+        next_seq: &mut u64,
+    ) -> Result<(), BackendError> {
+        const OP: &str = "open";
+        let engine = |e| self.engine_error(OP, e);
+        let legacy = self
+            .db
+            .keyspace(LEGACY_QUEUES, KeyspaceCreateOptions::default)
+            .map_err(engine)?;
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
+        for (session, meta) in metas.iter_mut().filter(|(_, meta)| meta.queue == 0) {
+            meta.queue = *next_seq;
+            *next_seq += 1;
+            batch.insert(
+                &self.queue_meta,
+                session.as_slice(),
+                codec::encode_meta(meta),
+            );
+        }
+        batch.insert(&self.meta, NEXT_SEQ_KEY, codec::encode_u64(*next_seq));
+        batch.commit().map_err(engine)?;
+
+        let (mut moved, mut dropped) = (0u64, 0u64);
+        let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
+        let mut in_batch = 0;
+        for item in legacy.iter() {
+            let (key, value) = item.into_inner().map_err(engine)?;
+            let target = keys::split_session(&key).and_then(|(session, rest)| {
+                let seq = u64::from_be_bytes(rest.try_into().ok()?);
+                let meta = metas.get(session)?;
+                (seq > meta.floor).then(|| keys::queue_key(meta.queue, seq))
+            });
+            match target {
+                Some(target) => {
+                    batch.insert(&self.queues, target.as_slice(), value);
+                    moved += 1;
+                }
+                None => dropped += 1,
+            }
+            batch.remove(&legacy, key);
+            in_batch += 1;
+            if in_batch == UPGRADE_CHUNK {
+                let full = std::mem::replace(
+                    &mut batch,
+                    self.db.batch().durability(Some(PersistMode::Buffer)),
+                );
+                full.commit().map_err(engine)?;
+                in_batch = 0;
+            }
+        }
+        batch.commit().map_err(engine)?;
+        self.db.persist(PersistMode::SyncAll).map_err(engine)?;
+        self.db.delete_keyspace(legacy).map_err(engine)?;
+        tracing::info!(
+            backend = %self.name,
+            dir = %self.engine_dir.display(),
+            moved,
+            not_queued = dropped,
+            "embedded store: queued messages moved to the format-3 layout"
+        );
+        Ok(())
     }
 
     /// Reads every delivery state and incoming QoS 2 id (a few per session:
@@ -981,7 +1065,6 @@ impl Shared {
             fresh: std::mem::take(&mut state.fresh),
             delivery: HashMap::new(),
             incoming: HashMap::new(),
-            key: Vec::new(),
         };
         let answers: Vec<Reply> = ops.iter().map(|op| self.apply(&mut group, op)).collect();
 
@@ -1017,7 +1100,7 @@ impl Shared {
                     if before.and_then(|i| i.delivery.get(seq)) == after.as_ref() {
                         continue;
                     }
-                    let key = keys::queue_key(session, *seq);
+                    let key = keys::session_seq_key(session, *seq);
                     match after {
                         Some(state) => batch.insert(
                             &self.delivery,
@@ -1213,14 +1296,26 @@ impl Shared {
         }
     }
 
-    /// Appends one message to a session's queue; returns its number.
+    /// Appends one message to a session's queue; returns its number. A
+    /// queue without an id (a new one) takes the next number as its id.
     fn append(&self, group: &mut Group, session: &[u8], value: &Slice) -> u64 {
+        let new_queue = group.next_seq;
+        let meta = self.update_meta(group, session, |meta| {
+            if meta.queue == 0 {
+                meta.queue = new_queue;
+            }
+            meta.len += 1;
+        });
+        if meta.queue == new_queue {
+            group.next_seq += 1;
+        }
         let seq = group.next_seq;
         group.next_seq += 1;
-        let key = group.queue_key(session, seq);
-        group.batch.insert(&self.queues, key, value.clone());
+        let key = keys::queue_key(meta.queue, seq);
+        group
+            .batch
+            .insert(&self.queues, key.as_slice(), value.clone());
         group.fresh.remember(FreshSeqs::fingerprint(session), seq);
-        self.update_meta(group, session, |meta| meta.len += 1);
         seq
     }
 
@@ -1276,7 +1371,7 @@ impl Shared {
         if seq <= meta.floor || group.removed.contains(&seq) {
             return Ok(false);
         }
-        let key = group.queue_key(session, seq);
+        let key = keys::queue_key(meta.queue, seq);
         // A message queued by this very group is not in the engine yet (and
         // never removed before its enqueue is answered): left alone, as a
         // lookup would.
@@ -1284,13 +1379,13 @@ impl Shared {
             && (group.fresh.take(fingerprint, seq)
                 || self
                     .queues
-                    .contains_key(&key)
+                    .contains_key(key)
                     .map_err(|e| self.engine_error("remove", e))?);
         if exists {
             // Weak: queue keys are written once (numbers are never reused),
             // so the tombstone may vanish with the record when they meet in
             // a flush or compaction instead of going to the last level.
-            group.batch.remove_weak(&self.queues, key);
+            group.batch.remove_weak(&self.queues, key.as_slice());
             group.removed.insert(seq);
         }
         Ok(exists)
@@ -1307,9 +1402,9 @@ impl Shared {
         if group.removed.contains(&seq) {
             return Ok(false);
         }
-        let key = keys::queue_key(session, seq);
+        let key = keys::queue_key(meta.queue, seq);
         self.queues
-            .contains_key(&key)
+            .contains_key(key)
             .map_err(|e| self.engine_error("set_delivery_state", e))
     }
 
@@ -1366,15 +1461,22 @@ impl Shared {
     }
 
     /// Changes the session's metadata in this group (taken from the
-    /// committed one on first use; the key is copied only then).
-    fn update_meta(&self, group: &mut Group, session: &[u8], change: impl FnOnce(&mut QueueMeta)) {
+    /// committed one on first use; the key is copied only then); returns
+    /// it as changed.
+    fn update_meta(
+        &self,
+        group: &mut Group,
+        session: &[u8],
+        change: impl FnOnce(&mut QueueMeta),
+    ) -> QueueMeta {
         if let Some(meta) = group.metas.get_mut(session) {
             change(meta);
-            return;
+            return *meta;
         }
         let mut meta = self.metas.read().get(session).copied().unwrap_or_default();
         change(&mut meta);
         group.metas.insert(session.to_vec(), meta);
+        meta
     }
 }
 
@@ -1414,19 +1516,6 @@ struct Group {
     /// will be after it (each record written once, whatever the jobs did).
     delivery: DeliveryChanges,
     incoming: IncomingChanges,
-    /// Scratch space for queue keys: the engine copies each key it is
-    /// given, so building them here saves an allocation per key.
-    key: Vec<u8>,
-}
-
-impl Group {
-    /// The queue key of message `seq` of `session`, as an engine key.
-    fn queue_key(&mut self, session: &[u8], seq: u64) -> Slice {
-        self.key.clear();
-        self.key.extend_from_slice(session);
-        self.key.extend_from_slice(&seq.to_be_bytes());
-        Slice::from(self.key.as_slice())
-    }
 }
 
 // ---------------------------------------------------------------- the writer thread
@@ -1549,14 +1638,14 @@ fn purge_session(shared: &Shared, session: &[u8], stop: &AtomicBool) -> Result<(
         if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let floor = match shared.metas.read().get(session) {
-            Some(meta) if meta.floor > 0 => meta.floor,
+        let (queue, floor) = match shared.metas.read().get(session) {
+            Some(meta) if meta.floor > 0 => (meta.queue, meta.floor),
             _ => return Ok(()),
         };
         // Messages at or below the floor are never written again, so they
         // can be listed outside the writer lock.
         let mut keys = Vec::with_capacity(PURGE_CHUNK);
-        let range = keys::queue_key(session, 0)..=keys::queue_key(session, floor);
+        let range = keys::queue_key(queue, 0)..=keys::queue_key(queue, floor);
         for item in shared.queues.range(range).take(PURGE_CHUNK) {
             let key = item.key().map_err(|e| shared.engine_error("purge", e))?;
             keys.push(key.to_vec());
@@ -1768,23 +1857,28 @@ impl MessageStore for EmbeddedStore {
             return Ok(Vec::new());
         }
         let session = session_key_of(key);
-        let floor = self
+        // A session without metadata has no message (one being enqueued is
+        // not answered yet, so it need not be seen).
+        let Some((queue, floor)) = self
             .shared
             .metas
             .read()
             .get(&session)
-            .map_or(0, |meta| meta.floor);
+            .map(|meta| (meta.queue, meta.floor))
+        else {
+            return Ok(Vec::new());
+        };
         let Some(start) = after.max(floor).checked_add(1) else {
             return Ok(Vec::new());
         };
         self.read("read_queue", move |s| {
-            let range = keys::queue_key(&session, start)..=keys::queue_key(&session, u64::MAX);
+            let range = keys::queue_key(queue, start)..=keys::queue_key(queue, u64::MAX);
             let mut out = Vec::new();
             for item in s.queues.range(range).take(limit) {
                 let (key, value) = item
                     .into_inner()
                     .map_err(|e| s.engine_error("read_queue", e))?;
-                let seq = keys::queue_key_seq(&session, &key).ok_or_else(|| {
+                let seq = keys::queue_key_seq(queue, &key).ok_or_else(|| {
                     s.decode_error(
                         "read_queue",
                         "queue key",
