@@ -5,6 +5,9 @@
 #
 #   scripts/bench/queue-1m.sh [COUNT]        # default 1000000
 #   NO_BUILD=1 DURABILITY=fsync scripts/bench/queue-1m.sh
+#   UPGRADE_FROM=/tmp/fogg-old scripts/bench/queue-1m.sh
+#       the queue is built by that (older) fogg and the restart runs this
+#       one: the restart time is then the store's in-place format upgrade
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 COUNT="${1:-1000000}"
@@ -12,6 +15,7 @@ cd "$ROOT"
 if [ -z "${NO_BUILD:-}" ]; then cargo build --release --bin fogg -q; fi
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 FOGG="$TARGET/release/fogg"
+FIRST="${UPGRADE_FROM:-$FOGG}"
 DIR="$(mktemp -d)"
 # A free port above the ephemeral range, as compare.sh picks them.
 PORT=""
@@ -38,14 +42,15 @@ PID=""
 trap 'if [ -n "$PID" ]; then kill -KILL "$PID" 2>/dev/null || true; fi; rm -rf "$DIR"' EXIT
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 start() {
-    RUST_LOG=warn "$FOGG" --config-dir "$DIR/conf.d" >> "$DIR/fogg.log" 2>&1 &
+    RUST_LOG=warn "${1:-$FOGG}" --config-dir "$DIR/conf.d" >> "$DIR/fogg.log" 2>&1 &
     PID=$!
     until ss -Htln "( sport = :$PORT )" | grep -q .; do sleep 0.02; done
 }
 
 echo "load before: $(uptime)"
 echo "durability: ${DURABILITY:-os}, $COUNT messages, $FOGG"
-start
+if [ -n "${UPGRADE_FROM:-}" ]; then echo "queued by: $FIRST"; fi
+start "$FIRST"
 mosquitto_sub -p "$PORT" -i queued -c -q 1 -t 'load/#' -E
 echo "rss idle with the session:  $(rss "$PID") KiB"
 t0=$(date +%s.%N)
@@ -64,9 +69,12 @@ t1=$(date +%s.%N)
 echo "restart to listening:        $(echo "$t1 - $t0" | bc) s"
 echo "rss after restart:           $(rss "$PID") KiB"
 t0=$(date +%s.%N)
-got=$({ mosquitto_sub -p "$PORT" -i queued -c -q 1 -t 'load/#' -C "$COUNT" -W "${DRAIN_TIMEOUT:-600}" || true; } | wc -l)
+# Payloads start with their line number: count them, and those that come
+# after a higher one.
+read -r got disordered < <({ mosquitto_sub -p "$PORT" -i queued -c -q 1 -t 'load/#' -C "$COUNT" -W "${DRAIN_TIMEOUT:-600}" || true; } |
+    awk '{ n = $1 + 0; if (n < last) bad++; last = n } END { print NR, bad + 0 }')
 t1=$(date +%s.%N)
-echo "drained $got in $(echo "$t1 - $t0" | bc) s"
+echo "drained $got in $(echo "$t1 - $t0" | bc) s, $disordered out of order"
 echo "rss after draining:          $(rss "$PID") KiB"
 kill -TERM "$PID"; wait "$PID" || true
 PID=""

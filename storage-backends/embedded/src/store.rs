@@ -1336,12 +1336,16 @@ impl Shared {
                 .get(session)
                 .is_some_and(|i| !i.delivery.is_empty());
         let fingerprint = FreshSeqs::fingerprint(session);
+        // The queue's id and floor stay as they are for the whole job.
+        let meta = self.existing_meta(group, session);
         let mut removed = 0;
         for &seq in seqs {
             if has_states && self.delivery_state(group, session, seq).is_some() {
                 set_delivery(group, session, seq, None);
             }
-            if self.remove_one(group, session, fingerprint, seq)? {
+            if let Some(meta) = meta
+                && self.remove_one(group, meta, fingerprint, seq)?
+            {
                 removed += 1;
             }
         }
@@ -1353,18 +1357,15 @@ impl Shared {
         Ok(())
     }
 
-    /// Removes one message if it is queued; true when it was. The caller
-    /// updates the queue length.
+    /// Removes one message of the queue `meta` describes if it is queued;
+    /// true when it was. The caller updates the queue length.
     fn remove_one(
         &self,
         group: &mut Group,
-        session: &[u8],
+        meta: QueueMeta,
         fingerprint: u64,
         seq: u64,
     ) -> Result<bool, BackendError> {
-        let Some(meta) = self.existing_meta(group, session) else {
-            return Ok(false);
-        };
         // Cleared already (the purge removes it), or removed by this group:
         // sequence numbers are unique across the store, so the number alone
         // names the message.
