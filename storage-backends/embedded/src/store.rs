@@ -787,7 +787,8 @@ impl Shared {
     /// be removed.
     fn load(&self) -> Result<Vec<Vec<u8>>, BackendError> {
         const OP: &str = "open";
-        let upgrade_from = match self
+        // `None`: current; `Some(None)`: a new store; `Some(Some(n))`: format n.
+        let outdated = match self
             .meta
             .get(FORMAT_KEY)
             .map_err(|e| self.engine_error(OP, e))?
@@ -797,8 +798,8 @@ impl Shared {
             // `open_engine`) and the will in session records (format-1
             // records decode without one); formats 1 and 2 key queued
             // messages by session, moved below.
-            Some(format) if &*format == FORMAT_V1_VALUE => Some(1),
-            Some(format) if &*format == FORMAT_V2_VALUE => Some(2),
+            Some(format) if &*format == FORMAT_V1_VALUE => Some(Some(1)),
+            Some(format) if &*format == FORMAT_V2_VALUE => Some(Some(2)),
             Some(other) => {
                 return Err(self.error(
                     ErrorKind::InvalidData,
@@ -811,12 +812,7 @@ impl Shared {
                     ),
                 ));
             }
-            None => {
-                let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
-                batch.insert(&self.meta, FORMAT_KEY, FORMAT_VALUE);
-                batch.commit().map_err(|e| self.engine_error(OP, e))?;
-                None
-            }
+            None => Some(None),
         };
         let mut next_seq = match self
             .meta
@@ -844,15 +840,17 @@ impl Shared {
         if self.db.keyspace_exists(LEGACY_QUEUES) {
             self.upgrade_queues(&mut metas, &mut next_seq)?;
         }
-        if let Some(from) = upgrade_from {
+        if let Some(from) = outdated {
             let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
             batch.insert(&self.meta, FORMAT_KEY, FORMAT_VALUE);
             batch.commit().map_err(|e| self.engine_error(OP, e))?;
-            tracing::info!(
-                backend = %self.name,
-                dir = %self.engine_dir.display(),
-                "embedded store: upgraded the store format from {from} to 3"
-            );
+            if let Some(from) = from {
+                tracing::info!(
+                    backend = %self.name,
+                    dir = %self.engine_dir.display(),
+                    "embedded store: upgraded the store format from {from} to 3"
+                );
+            }
         }
         self.writer.lock().next_seq = next_seq;
         *self.metas.write() = metas;

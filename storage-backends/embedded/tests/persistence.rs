@@ -38,6 +38,27 @@ fn payload(m: &StoredMessage) -> &str {
     std::str::from_utf8(&m.payload).expect("utf-8 payload")
 }
 
+/// Enqueues `n` messages on `topic` with payloads `{prefix}0`,
+/// `{prefix}1`...; their numbers in order.
+async fn enqueue_numbered(
+    store: &EmbeddedStore,
+    key: &SessionKey,
+    topic: &str,
+    prefix: &str,
+    n: usize,
+) -> Vec<u64> {
+    let mut seqs = Vec::with_capacity(n);
+    for i in 0..n {
+        seqs.push(
+            store
+                .enqueue(key, &message(topic, &format!("{prefix}{i}")))
+                .await
+                .expect("enqueue"),
+        );
+    }
+    seqs
+}
+
 fn session(key: &SessionKey, filters: &[&str]) -> StoredSession {
     StoredSession {
         key: key.clone(),
@@ -111,15 +132,7 @@ async fn reopen_keeps_sessions_queues_and_retained() {
             .await
             .expect("save");
         store.save_session(&session(&b, &[])).await.expect("save");
-        let mut seqs = Vec::new();
-        for i in 0..10 {
-            seqs.push(
-                store
-                    .enqueue(&a, &message("q", &format!("a{i}")))
-                    .await
-                    .expect("enqueue"),
-            );
-        }
+        let seqs = enqueue_numbered(&store, &a, "q", "a", 10).await;
         store.remove(&a, seqs[0]).await.expect("remove");
         store.remove(&a, seqs[5]).await.expect("remove");
         for i in 0..5 {
@@ -392,15 +405,7 @@ async fn paging_through_a_queue_of_100k_messages() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(open(dir.path()));
     let key = SessionKey::new("", "big");
-    let mut seqs = Vec::with_capacity(N);
-    for i in 0..N {
-        seqs.push(
-            store
-                .enqueue(&key, &message("t", &i.to_string()))
-                .await
-                .expect("enqueue"),
-        );
-    }
+    let seqs = enqueue_numbered(&store, &key, "t", "", N).await;
     assert_eq!(store.queue_len(&key).await.expect("len"), N);
 
     let mut cursor = 0;
@@ -518,16 +523,7 @@ async fn fsync_mode_shares_syncs_between_concurrent_writers() {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let key = SessionKey::new("", format!("p{t}"));
-            let mut seqs = Vec::new();
-            for i in 0..20 {
-                seqs.push(
-                    store
-                        .enqueue(&key, &message("t", &format!("{t}:{i}")))
-                        .await
-                        .expect("enqueue"),
-                );
-            }
-            seqs
+            enqueue_numbered(&store, &key, "t", &format!("{t}:"), 20).await
         }));
     }
     let mut all = Vec::new();
@@ -1004,15 +1000,7 @@ async fn stores_of_formats_1_and_2_are_upgraded_and_an_unknown_format_refused() 
             .enqueue(&key, &message("t", "kept"))
             .await
             .expect("enqueue");
-        let mut seqs = Vec::new();
-        for i in 0..5 {
-            seqs.push(
-                store
-                    .enqueue(&other, &message("t", &format!("o{i}")))
-                    .await
-                    .expect("enqueue"),
-            );
-        }
+        let seqs = enqueue_numbered(&store, &other, "t", "o", 5).await;
         store.remove(&other, seqs[1]).await.expect("remove");
         (seq, [seqs[0], seqs[2], seqs[3], seqs[4]])
     };
